@@ -1,0 +1,104 @@
+"""Load config.json and DATABASE_URL once into a frozen, typed Config."""
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DRIFT_TESTS = ("raw", "parametric", "nonparametric")
+
+
+@dataclass(frozen=True)
+class Config:
+    project_dir: Path
+    database_url: str
+    # Folders, relative to the project directory in config.json, absolute here (cron starts elsewhere).
+    input_folder_path: Path  # watched folder of incoming CSV files; never modified
+    output_folder_path: Path  # finaldata.csv: every valid ingested row, de-duplicated
+    test_data_path: Path  # testdata.csv: held-out rows no model trains on
+    output_model_path: Path  # every trained model, model_<hex>.pkl
+    prod_deployment_path: Path  # the deployed model, trainedmodel.pkl
+    static_path: Path  # PNG plots
+    reports_path: Path  # PDF reports
+    apireturns_path: Path  # what apicalls.py writes
+    sqlite_path: Path  # the embedded database used when DATABASE_URL is unset
+    label: str
+    features: tuple[str, ...]
+    id_columns: tuple[str, ...]  # read and kept, but never fed to the model
+    test_fraction: float  # share of rows held out, chosen by a hash of the row (stable across ticks)
+    drift_test: str  # raw | parametric | nonparametric
+    parametric_sigmas: float  # parametric: drift when F1 < mean - k*std of earlier scores
+    nonparametric_iqr_factor: float  # nonparametric: drift when F1 < Q1 - k*IQR of earlier scores
+    psi_threshold: float  # data drift: PSI at or above this is drift (0.2 is the usual "major shift")
+    psi_bins: int  # quantile bins of the reference data for PSI
+    random_seed: int
+    max_request_mb: int  # API request bodies above this get 413
+    outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network
+
+    @property
+    def finaldata_csv(self) -> Path:
+        return self.output_folder_path / "finaldata.csv"
+
+    @property
+    def testdata_csv(self) -> Path:
+        return self.test_data_path / "testdata.csv"
+
+    @property
+    def production_model(self) -> Path:
+        return self.prod_deployment_path / "trainedmodel.pkl"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.id_columns, *self.features, self.label)
+
+
+_PATH_KEYS = {f.name for f in fields(Config) if f.type is Path} - {"project_dir"}
+_FILE_KEYS = {f.name for f in fields(Config)} - {"project_dir", "database_url"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Map postgres:// and postgresql:// (Heroku, psql) to the psycopg2 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
+    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
+    url = os.environ.get("DATABASE_URL")
+    if not url and (project_dir / ".env").is_file():
+        from dotenv import dotenv_values  # only when there is a .env to read
+
+        url = dotenv_values(project_dir / ".env").get("DATABASE_URL")
+    return normalize_database_url(url) if url else f"sqlite:///{sqlite_path}"
+
+
+def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None = None) -> Config:
+    """Read project_dir/config.json; unknown or missing keys raise ValueError naming them."""
+    project_dir = Path(project_dir).resolve()
+    raw = json.loads((project_dir / "config.json").read_text(encoding="utf-8"))
+    unknown, missing = set(raw) - _FILE_KEYS, _FILE_KEYS - set(raw)
+    if unknown:
+        raise ValueError(f"config.json: unknown key(s): {', '.join(sorted(unknown))}")
+    if missing:
+        raise ValueError(f"config.json: missing key(s): {', '.join(sorted(missing))}")
+    if raw["drift_test"] not in DRIFT_TESTS:
+        raise ValueError(f"config.json: drift_test must be one of {DRIFT_TESTS}, not {raw['drift_test']!r}")
+    values = {k: project_dir / v if k in _PATH_KEYS else v for k, v in raw.items()}
+    for key in ("features", "id_columns"):
+        values[key] = tuple(values[key])
+    url = normalize_database_url(database_url) if database_url else None
+    return Config(
+        project_dir=project_dir,
+        database_url=url or database_url_from_env(project_dir, values["sqlite_path"]),
+        **values,
+    )
+
+
+def setup_logging(level: int = 20) -> None:
+    """Log to stderr once per entry point; cron's wrapper appends it to the log file."""
+    import logging
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,211 @@
+"""The database: schema of every table, the engine, and the queries the steps share.
+
+SQLAlchemy Core, not the ORM: importing sqlalchemy.orm costs about as much again as
+sqlalchemy itself, and a tick with no new data must stay fast.
+"""
+
+import datetime as dt
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+import logging
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hex", sa.String(32), nullable=False, unique=True),
+    sa.Column("command", sa.String(40), nullable=False),  # fullprocess.py, or a step run alone
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("message", sa.Text),
+)
+
+ingested_files = sa.Table(
+    "ingested_files", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("file", sa.Text, nullable=False),  # name inside the input folder
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("size", sa.BigInteger),  # size and mtime let a tick skip re-hashing known files
+    sa.Column("mtime_ns", sa.BigInteger),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # ingested | quarantined
+    sa.Column("error", sa.Text),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+)
+
+f1 = sa.Table(
+    "f1", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("f1_score", sa.Float, nullable=False),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+    sa.Column("model_hex", sa.String(32), nullable=False),  # the model that was scored
+    sa.Column("dataset", sa.String(40), nullable=False),  # testdata | newdata
+    sa.Column("rows", sa.Integer),
+    sa.Column("is_production", sa.Boolean, nullable=False, default=False),
+)
+
+feature_stats = sa.Table(
+    "feature_stats", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feature", sa.String(100), nullable=False),
+    sa.Column("mean", sa.Float),
+    sa.Column("median", sa.Float),
+    sa.Column("std", sa.Float),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+)
+
+missing_data = sa.Table(
+    "missing_data", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feature", sa.String(100), nullable=False),
+    sa.Column("percentage", sa.Float, nullable=False),  # a fraction, 0 to 1
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+)
+
+script_timing = sa.Table(
+    "script_timing", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("file", sa.String(40), nullable=False),  # ingestion.py | training.py
+    sa.Column("timing", sa.Float, nullable=False),  # seconds
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+)
+
+models = sa.Table(
+    "models", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hex", sa.String(32), nullable=False, unique=True),  # the run that trained it
+    sa.Column("path", sa.Text, nullable=False),  # archived copy, relative to the project
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("f1_score", sa.Float, nullable=False),  # on testdata when it was deployed
+    sa.Column("train_rows", sa.Integer),
+    sa.Column("deployed_at", sa.DateTime(timezone=True)),
+    sa.Column("is_production", sa.Boolean, nullable=False, default=False),
+)
+
+data_drift = sa.Table(
+    "data_drift", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feature", sa.String(100), nullable=False),
+    sa.Column("statistic", sa.Float),  # two-sample Kolmogorov-Smirnov D
+    sa.Column("p_value", sa.Float),
+    sa.Column("psi", sa.Float),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def make_engine(url: str) -> sa.Engine:
+    """One engine per process; SQLite waits for a busy writer instead of failing."""
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def create_tables(engine: sa.Engine) -> None:
+    """Create every missing table; existing tables and rows are left alone."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def drop_tables(engine: sa.Engine) -> None:
+    metadata.drop_all(engine, checkfirst=True)
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+def start_run(conn: sa.Connection, hex_id: str, command: str) -> None:
+    conn.execute(runs.insert().values(hex=hex_id, command=command, started_at=now(), status="running"))
+
+
+def finish_run(conn: sa.Connection, hex_id: str, status: str, message: str = "") -> None:
+    conn.execute(
+        runs.update().where(runs.c.hex == hex_id)
+        .values(status=status, message=message, finished_at=now())
+    )
+
+
+def fail_interrupted_runs(conn: sa.Connection, current_hex: str) -> int:
+    """Mark runs left 'running' by a killed tick as failed (ticks never overlap: flock)."""
+    result = conn.execute(
+        runs.update().where(runs.c.status == "running", runs.c.hex != current_hex)
+        .values(status="failed", finished_at=now(), message="interrupted before it finished; redone by a later tick")
+    )
+    return result.rowcount
+
+
+# --- files --------------------------------------------------------------------------------
+
+def known_files(conn: sa.Connection) -> tuple[set[str], dict[tuple[str, int, int], str]]:
+    """Every content hash seen, and (file, size, mtime_ns) -> sha256 to skip re-hashing."""
+    rows = conn.execute(sa.select(ingested_files.c.file, ingested_files.c.size,
+                                  ingested_files.c.mtime_ns, ingested_files.c.sha256)).all()
+    return {r.sha256 for r in rows}, {(r.file, r.size, r.mtime_ns): r.sha256 for r in rows}
+
+
+def record_files(conn: sa.Connection, hex_id: str, records: list[dict]) -> None:
+    if records:
+        conn.execute(ingested_files.insert(), [{**r, "hex": hex_id} for r in records])
+
+
+# --- models and scores ----------------------------------------------------------------------
+
+def production_model(conn: sa.Connection):
+    """The models row marked production, or None before the first deployment."""
+    return conn.execute(sa.select(models).where(models.c.is_production)).first()
+
+
+def model_scores(conn: sa.Connection, model_hex: str) -> list[float]:
+    """Every F1 recorded for one model, oldest first: its reference score and later checks."""
+    query = sa.select(f1.c.f1_score).where(f1.c.model_hex == model_hex).order_by(f1.c.id)
+    return list(conn.execute(query).scalars())
+
+
+def record_f1(conn: sa.Connection, hex_id: str, model_hex: str, score: float, dataset: str, rows: int) -> None:
+    conn.execute(f1.insert().values(hex=hex_id, model_hex=model_hex, f1_score=score,
+                                    dataset=dataset, rows=rows, is_production=False))
+
+
+def record_model(conn: sa.Connection, hex_id: str, path: str, sha256: str, score: float, train_rows: int) -> None:
+    """Record a trained model (not yet production) with its F1 on the held-out test data."""
+    conn.execute(models.insert().values(hex=hex_id, path=path, sha256=sha256, f1_score=score,
+                                        train_rows=train_rows, is_production=False))
+
+
+def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:
+    """Make a recorded model production: models and f1 flags flip in the caller's transaction."""
+    row = conn.execute(sa.select(models).where(models.c.hex == hex_id)).one()
+    conn.execute(models.update().where(models.c.is_production).values(is_production=False))
+    conn.execute(f1.update().where(f1.c.is_production).values(is_production=False))
+    conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=now()))
+    conn.execute(f1.insert().values(hex=run_hex, model_hex=hex_id, f1_score=row.f1_score, dataset="testdata",
+                                    is_production=True))
+
+
+@contextmanager
+def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
+    """Create the tables if needed and a 'running' runs row; yield its random hex id.
+
+    The body finishes the run with its status; an exception marks it failed, with the
+    reason in message, and goes on so that the process exits non-zero.
+    """
+    create_tables(engine)
+    hex_id = secrets.token_hex(8)
+    with engine.begin() as conn:
+        if command == "fullprocess.py":  # ticks never overlap (flock), so a 'running' tick is dead
+            fail_interrupted_runs(conn, hex_id)
+        start_run(conn, hex_id, command)
+    try:
+        yield hex_id
+    except BaseException as exc:  # recorded for the operator, then re-raised
+        with engine.begin() as conn:
+            finish_run(conn, hex_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+        raise

@@ -1,0 +1,56 @@
+"""Files that must never be seen half-written: hashes, atomic replaces, verified model pickles."""
+
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model file is missing or does not match the sha256 the database recorded for it."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def replace_atomically(path: Path, write) -> None:
+    """Call write(handle) on a temporary file beside path, flush it to disk, then os.replace it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)  # never leave a partial temporary file behind, then let the error go on
+        raise
+
+
+def save_model(model, path: Path) -> str:
+    """Pickle a model to path atomically and return the sha256 of the file."""
+    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    replace_atomically(path, lambda handle: handle.write(data))
+    return sha256_bytes(data)
+
+
+def load_model(path: Path, expected_sha256: str):
+    """Unpickle a model only if its bytes match the recorded sha256 (never a tampered file)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelIntegrityError(f"model file {Path(path).name} is missing") from exc
+    if sha256_bytes(data) != expected_sha256:
+        raise ModelIntegrityError(f"model file {Path(path).name} does not match its recorded sha256")
+    return pickle.loads(data)

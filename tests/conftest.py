@@ -1,0 +1,76 @@
+"""Shared fixtures: every database test runs on SQLite and on a real PostgreSQL server.
+
+PostgreSQL: a fresh database per test session on TEST_POSTGRES_URL (default: the local
+server with trust authentication). Unreachable: those tests are skipped, unless
+REQUIRE_POSTGRES=1 (as in .ci/run), where they fail.
+"""
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import db
+from config import PROJECT_DIR, load_config, normalize_database_url
+
+ADMIN_URL = normalize_database_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A database created for this test session and dropped after it."""
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable: {exc}")
+        pytest.skip(f"no PostgreSQL server reachable at {ADMIN_URL}")
+    name = f"drat_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a generated name, not input
+    yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty database: a SQLite file, or the session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url = request.getfixturevalue("postgres_url")
+    engine = db.make_engine(url)
+    db.drop_tables(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def project(tmp_path, database_url):
+    """A temporary project directory with the real config.json and an empty input folder."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(PROJECT_DIR / "config.json", root / "config.json")
+    (root / "sourcedata").mkdir()
+    return load_config(root, database_url=database_url)
+
+
+@pytest.fixture
+def engine(project):
+    engine = db.make_engine(project.database_url)
+    yield engine
+    engine.dispose()
+
+
+def write_config(root: Path, **changes) -> None:
+    """Change keys of a project's config.json."""
+    path = root / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))

@@ -1,0 +1,71 @@
+"""Train the churn model: logistic regression on the scaled features (missing values imputed)."""
+
+import logging
+import sys
+import time
+
+import db
+import storage
+from config import Config
+
+log = logging.getLogger(__name__)
+
+
+def train_model(frame, config: Config):
+    """Fit median imputation, scaling and logistic regression on frame; return the pipeline."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = frame[config.label]
+    if labels.nunique() < 2:
+        raise ValueError(f"cannot train: the training data has {len(frame)} row(s) and "
+                         f"needs both values of {config.label} (0 and 1)")
+    model = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(max_iter=1000, random_state=config.random_seed),
+    )
+    started = time.perf_counter()
+    model.fit(frame[list(config.features)], labels)
+    log.info("trained on %d rows in %.2f s", len(frame), time.perf_counter() - started)
+    return model
+
+
+def model_path(config: Config, model_hex: str):
+    return config.output_model_path / f"model_{model_hex}.pkl"
+
+
+def relative_to_project(path, config: Config) -> str:
+    """Paths stored in the database are relative to the project, so it can move."""
+    try:
+        return str(path.relative_to(config.project_dir))
+    except ValueError:
+        return str(path)
+
+
+def main() -> int:
+    """Train on finaldata.csv, save models/model_<hex>.pkl and record it (not deployed)."""
+    from config import load_config, setup_logging
+    from ingestion import read_dataset
+    from scoring import evaluation_data, score_model
+
+    setup_logging()
+    config = load_config()
+    engine = db.make_engine(config.database_url)
+    with db.recorded_run(engine, "training.py") as run_hex:
+        frame = read_dataset(config.finaldata_csv, config)
+        model = train_model(frame, config)
+        path = model_path(config, run_hex)
+        sha = storage.save_model(model, path)
+        score = score_model(model, evaluation_data(config), config)
+        with engine.begin() as conn:
+            db.record_model(conn, run_hex, relative_to_project(path, config), sha, score, len(frame))
+            db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")
+    print(f"model {run_hex}: trained on {len(frame)} rows, F1 on test data {score:.4f}, saved to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
