@@ -5,10 +5,10 @@ sqlalchemy itself, and a tick with no new data must stay fast.
 """
 
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-import logging
 
 import sqlalchemy as sa
 
@@ -101,7 +101,7 @@ data_drift = sa.Table(
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def make_engine(url: str) -> sa.Engine:

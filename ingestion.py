@@ -4,8 +4,8 @@ Bad files are quarantined: recorded with the reason, never moved, changed or del
 """
 
 import io
-import os
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
