@@ -95,7 +95,8 @@ def read_valid_rows(data: bytes, config: Config):
     bad = ~labels.isin([0, 1])
     if bad.any():
         row = int(bad.idxmax())
-        return None, f"label {config.label} must be 0 or 1, found {labels[row]!r} (line {row + 2})"
+        found = "a missing value" if pd.isna(labels[row]) else f"{labels[row]:g}"
+        return None, f"label {config.label} must be 0 or 1, found {found} (line {row + 2})"
     frame[config.label] = labels.astype("int64")
     for column in config.id_columns:
         frame[column] = frame[column].astype("string")

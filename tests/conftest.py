@@ -53,14 +53,24 @@ def database_url(request, tmp_path):
     return url
 
 
-@pytest.fixture
-def project(tmp_path, database_url):
-    """A temporary project directory with the real config.json and an empty input folder."""
-    root = tmp_path / "project"
+def make_project(root: Path, database_url: str):
+    """A project directory with the real config.json and an empty input folder."""
     root.mkdir()
     shutil.copy(PROJECT_DIR / "config.json", root / "config.json")
     (root / "sourcedata").mkdir()
     return load_config(root, database_url=database_url)
+
+
+@pytest.fixture
+def project(tmp_path, database_url):
+    """A temporary project on each database."""
+    return make_project(tmp_path / "project", database_url)
+
+
+@pytest.fixture
+def sqlite_project(tmp_path):
+    """A temporary project for tests that do not depend on the database server."""
+    return make_project(tmp_path / "project", f"sqlite:///{tmp_path / 'test.db'}")
 
 
 @pytest.fixture

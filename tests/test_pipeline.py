@@ -1,0 +1,184 @@
+"""The whole tick end to end, in a temporary project, on SQLite and on PostgreSQL."""
+
+import pytest
+import sqlalchemy as sa
+
+import datagen
+import db
+import storage
+from fullprocess import run_tick
+
+HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+
+
+def add_csv(project, name, rows=1500, seed=1, **options):
+    path = project.input_folder_path / name
+    datagen.generate(rows, seed=seed, **options).to_csv(path, index=False)
+    return path
+
+
+def table(engine, tbl, *where):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(tbl).where(*where).order_by(tbl.c.id)).all()
+
+
+def production(engine):
+    with engine.connect() as conn:
+        return db.production_model(conn)
+
+
+def run_status(engine, hex_id):
+    return table(engine, db.runs, db.runs.c.hex == hex_id)[0]
+
+
+def test_first_tick_deploys_and_second_finds_no_new_data(project, engine):
+    add_csv(project, "a.csv", seed=1)
+    add_csv(project, "b.csv", seed=2)
+    first = run_tick(project, engine)
+    assert first.status == "deployed"
+    model = production(engine)
+    assert model.hex == first.hex
+    assert storage.sha256_file(project.production_model) == model.sha256
+    assert [r.is_production for r in table(engine, db.f1)] == [True]
+    files = table(engine, db.ingested_files)
+    assert [(f.file, f.rows, f.status, f.hex) for f in files] == [("a.csv", 1500, "ingested", first.hex),
+                                                                    ("b.csv", 1500, "ingested", first.hex)]
+    second = run_tick(project, engine)
+    assert second.status == "no_new_data"
+    runs = table(engine, db.runs)
+    assert [(r.hex, r.status) for r in runs] == [(first.hex, "deployed"), (second.hex, "no_new_data")]
+    assert all(r.finished_at is not None for r in runs)
+
+
+def test_every_valid_row_is_kept_once(project, engine):
+    a = add_csv(project, "a.csv", rows=800, seed=1)
+    run_tick(project, engine)
+    # A file that repeats half of a.csv and adds new rows: only the new rows are added.
+    import pandas as pd
+
+    old, new = pd.read_csv(a), datagen.generate(400, seed=7)
+    pd.concat([old.head(400), new]).to_csv(project.input_folder_path / "c.csv", index=False)
+    run_tick(project, engine)
+    stored = pd.concat([pd.read_csv(project.finaldata_csv), pd.read_csv(project.testdata_csv)])
+    assert len(stored) == len(pd.concat([old, new]).drop_duplicates()) == len(stored.drop_duplicates())
+
+
+def test_flipped_labels_are_drift_and_retrain(project, engine):
+    add_csv(project, "a.csv", rows=3000, seed=1)
+    first = run_tick(project, engine)
+    add_csv(project, "flipped.csv", rows=1500, seed=5, flip=1.0)
+    tick = run_tick(project, engine)
+    assert tick.status in ("deployed", "kept")
+    assert any(note.startswith("drift: F1 on new data") for note in tick.notes)
+    scores = table(engine, db.f1, db.f1.c.hex == tick.hex, db.f1.c.dataset == "newdata")
+    assert scores[0].model_hex == first.hex and scores[0].f1_score < 0.5
+    assert [m.hex for m in table(engine, db.models)] == [first.hex, tick.hex]
+    assert sum(r.is_production for r in table(engine, db.f1)) == 1
+    assert sum(m.is_production for m in table(engine, db.models)) == 1
+
+
+def test_same_distribution_is_no_drift_under_the_nonparametric_test(project, engine, monkeypatch):
+    import dataclasses
+
+    config = dataclasses.replace(project, drift_test="nonparametric")
+    add_csv(project, "a.csv", rows=3000, seed=1)
+    first = run_tick(config, engine)
+    add_csv(project, "b.csv", rows=3000, seed=2)
+    tick = run_tick(config, engine)
+    assert tick.status == "no_drift", tick.notes
+    assert production(engine).hex == first.hex
+
+
+def test_force_retrains_without_new_data(project, engine):
+    add_csv(project, "a.csv", seed=1)
+    run_tick(project, engine)
+    tick = run_tick(project, engine, force=True)
+    assert tick.status in ("deployed", "kept")
+    assert len(table(engine, db.models)) == 2
+    assert storage.sha256_file(project.production_model) == production(engine).sha256
+
+
+def test_renamed_copy_of_an_ingested_file_is_not_new(project, engine):
+    a = add_csv(project, "a.csv", seed=1)
+    run_tick(project, engine)
+    (project.input_folder_path / "a_copy.csv").write_bytes(a.read_bytes())
+    assert run_tick(project, engine).status == "no_new_data"
+
+
+BAD_FILES = {
+    "empty.csv": b"",
+    "header_only.csv": HEADER.encode(),
+    "no_label.csv": b"corporation,lastmonth_activity,lastyear_activity,number_of_employees\nab,1,2,3\n",
+    "text_feature.csv": (HEADER + "ab,1,2,3,0\ncd,many,2,3,1\n").encode(),
+    "label_two.csv": (HEADER + "ab,1,2,3,0\ncd,1,2,3,2\n").encode(),
+    "garbage.csv": bytes(range(256)) * 64,
+}
+
+
+def test_bad_files_are_quarantined_untouched_and_good_ones_ingested(project, engine):
+    folder = project.input_folder_path
+    for name, data in BAD_FILES.items():
+        (folder / name).write_bytes(data)
+    (folder / "x.csv").mkdir()
+    add_csv(project, "good.csv", seed=1)
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed"
+    records = {r.file: r for r in table(engine, db.ingested_files)}
+    assert records["good.csv"].status == "ingested"
+    for name in [*BAD_FILES, "x.csv"]:
+        assert records[name].status == "quarantined" and records[name].error, name
+    assert "header only" in records["header_only.csv"].error
+    assert "missing column(s): exited" in records["no_label.csv"].error
+    for name, data in BAD_FILES.items():
+        assert (folder / name).read_bytes() == data
+    assert (folder / "x.csv").is_dir()
+    assert run_tick(project, engine).status == "no_new_data"  # not reported again
+
+
+def test_only_bad_files_is_no_new_data_with_the_reasons(project, engine):
+    (project.input_folder_path / "label_two.csv").write_bytes(BAD_FILES["label_two.csv"])
+    tick = run_tick(project, engine)
+    assert tick.status == "no_new_data"
+    assert "label_two.csv (label exited must be 0 or 1, found 2" in run_status(engine, tick.hex).message
+
+
+def test_a_file_name_with_quotes_and_sql_is_just_a_name(project, engine):
+    name = "x'); DROP TABLE runs; --\".csv"
+    add_csv(project, name, seed=1)
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed"
+    assert [r.file for r in table(engine, db.ingested_files)] == [name]
+    assert set(db.metadata.tables) <= set(sa.inspect(engine).get_table_names())
+
+
+def test_a_failed_tick_records_why_and_the_next_tick_redoes_the_work(project, engine):
+    add_csv(project, "one_class.csv", rows=50, seed=1)
+    import pandas as pd
+
+    path = project.input_folder_path / "one_class.csv"
+    pd.read_csv(path).assign(exited=0).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="needs both values"):
+        run_tick(project, engine)
+    failed = table(engine, db.runs)[-1]
+    assert failed.status == "failed" and "needs both values of exited" in failed.message
+    assert table(engine, db.ingested_files) == []  # not counted as ingested: redone next tick
+    add_csv(project, "good.csv", seed=2)
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed"
+    assert sorted(r.file for r in table(engine, db.ingested_files)) == ["good.csv", "one_class.csv"]
+
+
+def test_after_a_crash_the_next_tick_repairs_and_redoes(project, engine):
+    add_csv(project, "a.csv", seed=1)
+    first = run_tick(project, engine)
+    # A tick killed after replacing the production file, before its transaction committed:
+    with engine.begin() as conn:
+        db.start_run(conn, "deadbeefdeadbeef", "fullprocess.py")
+    project.production_model.write_bytes(b"half of another model")
+    add_csv(project, "b.csv", seed=2)
+    tick = run_tick(project, engine)
+    assert run_status(engine, "deadbeefdeadbeef").status == "failed"
+    assert "interrupted" in run_status(engine, "deadbeefdeadbeef").message
+    assert tick.status in ("no_drift", "deployed", "kept")
+    assert storage.sha256_file(project.production_model) == production(engine).sha256
+    assert first.hex in [m.hex for m in table(engine, db.models)]
