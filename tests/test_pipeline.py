@@ -71,7 +71,8 @@ def test_flipped_labels_are_drift_and_retrain(project, engine):
     assert tick.status in ("deployed", "kept")
     assert any(note.startswith("drift: F1 on new data") for note in tick.notes)
     scores = table(engine, db.f1, db.f1.c.hex == tick.hex, db.f1.c.dataset == "newdata")
-    assert scores[0].model_hex == first.hex and scores[0].f1_score < 0.5
+    assert scores[0].model_hex == first.hex
+    assert scores[0].f1_score < 0.5
     assert [m.hex for m in table(engine, db.models)] == [first.hex, tick.hex]
     assert sum(r.is_production for r in table(engine, db.f1)) == 1
     assert sum(m.is_production for m in table(engine, db.models)) == 1
@@ -126,7 +127,8 @@ def test_bad_files_are_quarantined_untouched_and_good_ones_ingested(project, eng
     records = {r.file: r for r in table(engine, db.ingested_files)}
     assert records["good.csv"].status == "ingested"
     for name in [*BAD_FILES, "x.csv"]:
-        assert records[name].status == "quarantined" and records[name].error, name
+        assert records[name].status == "quarantined", name
+        assert records[name].error, name
     assert "header only" in records["header_only.csv"].error
     assert "missing column(s): exited" in records["no_label.csv"].error
     for name, data in BAD_FILES.items():
@@ -160,7 +162,8 @@ def test_a_failed_tick_records_why_and_the_next_tick_redoes_the_work(project, en
     with pytest.raises(ValueError, match="needs both values"):
         run_tick(project, engine)
     failed = table(engine, db.runs)[-1]
-    assert failed.status == "failed" and "needs both values of exited" in failed.message
+    assert failed.status == "failed"
+    assert "needs both values of exited" in failed.message
     assert table(engine, db.ingested_files) == []  # not counted as ingested: redone next tick
     add_csv(project, "good.csv", seed=2)
     tick = run_tick(project, engine)
