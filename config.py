@@ -34,7 +34,7 @@ class Config:
     psi_bins: int  # quantile bins of the reference data for PSI
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
-    outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network
+    outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
 
     @property
     def finaldata_csv(self) -> Path:

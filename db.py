@@ -209,3 +209,106 @@ def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
         with engine.begin() as conn:
             finish_run(conn, hex_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
         raise
+
+
+# --- API and dashboard queries (app.py, dashboard.py): read-only ------------------------------
+
+def production_key(conn: sa.Connection):
+    """(hex, sha256) of the production model, or None: the cheap check behind the API's hot reload."""
+    return conn.execute(sa.select(models.c.hex, models.c.sha256).where(models.c.is_production)).first()
+
+
+def production_score(conn: sa.Connection):
+    """The f1 row marked production (f1_score, model_hex), or None before the first deployment."""
+    return conn.execute(sa.select(f1.c.f1_score, f1.c.model_hex, f1.c.hex).where(f1.c.is_production)).first()
+
+
+def run_rows(conn: sa.Connection, table: sa.Table, run_hex: str) -> list:
+    """Rows one run wrote to a per-run table (feature_stats, missing_data, ...), in insertion order."""
+    return conn.execute(sa.select(table).where(table.c.hex == run_hex).order_by(table.c.id)).all()
+
+
+def latest_run_rows(conn: sa.Connection, table: sa.Table) -> list:
+    """The rows of the most recent run that wrote to a per-run table; [] when it is empty."""
+    latest = conn.execute(sa.select(table.c.hex).order_by(table.c.id.desc()).limit(1)).scalar()
+    return [] if latest is None else run_rows(conn, table, latest)
+
+
+def recent_runs(conn: sa.Connection, limit: int) -> list:
+    """The newest runs first."""
+    return conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+
+
+def f1_history(conn: sa.Connection, limit: int) -> list:
+    """The newest F1 records first, with the time of the run that wrote them."""
+    query = (sa.select(f1, runs.c.started_at).join(runs, runs.c.hex == f1.c.hex, isouter=True)
+             .order_by(f1.c.id.desc()).limit(limit))
+    return conn.execute(query).all()
+
+
+def quarantined_files(conn: sa.Connection, limit: int) -> list:
+    """Files whose latest record is a quarantine (a file fixed later is no longer listed), newest first."""
+    latest = sa.select(sa.func.max(ingested_files.c.id)).group_by(ingested_files.c.file)
+    query = (sa.select(ingested_files, runs.c.started_at).join(runs, runs.c.hex == ingested_files.c.hex, isouter=True)
+             .where(ingested_files.c.id.in_(latest), ingested_files.c.status == "quarantined")
+             .order_by(ingested_files.c.id.desc()).limit(limit))
+    return conn.execute(query).all()
+
+
+def file_counts(conn: sa.Connection) -> dict[str, int]:
+    """How many file records each status has (ingested, quarantined)."""
+    query = sa.select(ingested_files.c.status, sa.func.count()).group_by(ingested_files.c.status)
+    return {status: count for status, count in conn.execute(query)}
+
+
+# --- diagnostics and reports (diagnostics.py, reporting.py, fullprocess.py) ---------------------
+
+outdated_packages = sa.Table(
+    "outdated_packages", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("package", sa.String(100), nullable=False),
+    sa.Column("installed", sa.String(60)),
+    sa.Column("latest", sa.String(60)),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),
+)
+
+WORK_STATUSES = ("no_drift", "deployed", "kept")  # ticks that ingested rows: they have diagnostics and a report
+DIAGNOSTIC_TABLES = {t.name: t for t in (feature_stats, missing_data, data_drift, outdated_packages)}
+
+
+def record_diagnostics(conn: sa.Connection, hex_id: str, diagnostics: dict[str, list[dict]]) -> None:
+    """Insert a tick's diagnostics rows, keyed by table name, each tagged with the tick's hex."""
+    for name, rows in diagnostics.items():
+        if rows:
+            conn.execute(DIAGNOSTIC_TABLES[name].insert(), [{**row, "hex": hex_id} for row in rows])
+
+
+def append_run_message(conn: sa.Connection, hex_id: str, text: str) -> None:
+    """Add a note to a finished run's message without touching its status."""
+    message = conn.execute(sa.select(runs.c.message).where(runs.c.hex == hex_id)).scalar()
+    conn.execute(runs.update().where(runs.c.hex == hex_id).values(message="; ".join(filter(None, [message, text]))))
+
+
+def get_run(conn: sa.Connection, hex_id: str):
+    """The runs row of one run, or None."""
+    return conn.execute(sa.select(runs).where(runs.c.hex == hex_id)).first()
+
+
+def latest_work_run(conn: sa.Connection):
+    """The newest tick that ingested rows (the one the latest report is about), or None."""
+    query = (sa.select(runs).where(runs.c.command == "fullprocess.py", runs.c.status.in_(WORK_STATUSES))
+             .order_by(runs.c.id.desc()).limit(1))
+    return conn.execute(query).first()
+
+
+def history(conn: sa.Connection, table: sa.Table, limit: int | None = None) -> list:
+    """Rows of a per-run table with their run's started_at, oldest first (the newest `limit` if given)."""
+    query = sa.select(table, runs.c.started_at).join(runs, runs.c.hex == table.c.hex).order_by(table.c.id.desc())
+    return list(reversed(conn.execute(query.limit(limit)).all()))
+
+
+def deployments(conn: sa.Connection) -> list:
+    """Models that have been deployed, with their F1 on the test data, in order of deployment."""
+    query = sa.select(models).where(models.c.deployed_at.is_not(None)).order_by(models.c.deployed_at)
+    return conn.execute(query).all()
+

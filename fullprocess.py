@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import db
@@ -16,6 +17,7 @@ import ingestion
 from config import Config
 
 log = logging.getLogger(__name__)
+SCRIPT_TIMING = {"ingestion": "ingestion.py", "training": "training.py"}  # stages kept in script_timing
 
 
 @dataclass
@@ -27,9 +29,11 @@ class Tick:
     notes: list[str] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
     scores: list[tuple] = field(default_factory=list)  # (model_hex, f1, dataset, rows)
-    timings: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage of this tick
     trained: tuple | None = None  # (path, sha256, f1 on test data, training rows)
     deploy: bool = False
+    diagnostics: dict[str, list[dict]] = field(default_factory=dict)  # table name -> rows (diagnostics.py)
+    report_error: str = ""  # the plots or the PDF failed after the tick committed
 
 
 def run_tick(config: Config, engine, force: bool = False) -> Tick:
@@ -42,10 +46,22 @@ def run_tick(config: Config, engine, force: bool = False) -> Tick:
             production = db.production_model(conn)
         if new_files or force:
             _work(tick, config, engine, new_files, production, force)
-        with engine.begin() as conn:
+        with _timed(tick, "record"), engine.begin() as conn:
             _record(conn, config, tick)
     log.info("tick %s: %s (%s)", tick.hex, tick.status, "; ".join(tick.notes) or "no new files")
+    if tick.status in db.WORK_STATUSES:
+        with _timed(tick, "report"):
+            _report(config, engine, tick)
     return tick
+
+
+@contextmanager
+def _timed(tick: Tick, stage: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        tick.stages[stage] = tick.stages.get(stage, 0.0) + time.perf_counter() - started
 
 
 def _restore(conn, config: Config) -> None:
@@ -57,19 +73,31 @@ def _restore(conn, config: Config) -> None:
 
 def _work(tick: Tick, config: Config, engine, new_files, production, force: bool) -> None:
     """Ingest, score, decide; train when there is no model, on drift, or when forced."""
-    started = time.perf_counter()
-    result = ingestion.ingest_files(config, new_files)
-    tick.timings["ingestion.py"] = time.perf_counter() - started
+    with _timed(tick, "ingestion"):
+        result = ingestion.ingest_files(config, new_files)
     tick.files = result.records
     tick.notes.append(ingestion.summary(result))
     if result.new_data.empty and not force:
         return  # only quarantined or duplicate files: still no new data
     tick.status = "no_drift"
+    with _timed(tick, "diagnostics"):
+        _diagnose(tick, config, production, result.new_data)
     if production is not None and not result.new_data.empty:
-        drifted = _check_drift(tick, config, engine, production, result.new_data)
+        with _timed(tick, "drift_check"):
+            drifted = _check_drift(tick, config, engine, production, result.new_data)
         if not (drifted or force):
             return
-    _retrain(tick, config, engine, production)
+    with _timed(tick, "training"):
+        model, trained_rows = _train(tick, config)
+    with _timed(tick, "evaluation"):
+        _evaluate(tick, config, engine, production, model, trained_rows)
+
+
+def _diagnose(tick: Tick, config: Config, production, new_data) -> None:
+    """Statistics of the merged data, and data drift of the new rows against production's training data."""
+    import diagnostics
+
+    tick.diagnostics = diagnostics.tick_diagnostics(config, new_data, production.hex if production else None)
 
 
 def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bool:
@@ -86,21 +114,27 @@ def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bo
     return drifted
 
 
-def _retrain(tick: Tick, config: Config, engine, production) -> None:
-    """Train on all ingested data; deploy if at least as good as production on held-out rows."""
+def _train(tick: Tick, config: Config):
+    """Train on all ingested data and save the model (and its data-drift reference)."""
     import storage
-    from scoring import evaluation_data, load_production_model, score_model
-    from training import model_path, relative_to_project, train_model
+    from training import model_path, save_reference, train_model
 
-    started = time.perf_counter()
     frame = ingestion.read_dataset(config.finaldata_csv, config)
     model = train_model(frame, config)
-    path = model_path(config, tick.hex)
-    sha = storage.save_model(model, path)
-    tick.timings["training.py"] = time.perf_counter() - started
+    tick.trained = (model_path(config, tick.hex), storage.save_model(model, model_path(config, tick.hex)))
+    save_reference(frame, config, tick.hex)
+    return model, len(frame)
+
+
+def _evaluate(tick: Tick, config: Config, engine, production, model, trained_rows: int) -> None:
+    """Deploy the new model if it is at least as good as production on held-out rows."""
+    from scoring import evaluation_data, load_production_model, score_model
+    from training import relative_to_project
+
     held_out = evaluation_data(config)
     new_f1 = score_model(model, held_out, config)
-    tick.trained = (relative_to_project(path, config), sha, new_f1, len(frame))
+    path, sha = tick.trained
+    tick.trained = (relative_to_project(path, config), sha, new_f1, trained_rows)
     old_f1 = None
     if production is not None:
         with engine.connect() as conn:
@@ -120,13 +154,28 @@ def _record(conn, config: Config, tick: Tick) -> None:
     db.record_files(conn, tick.hex, tick.files)
     for model_hex, score, dataset, rows in tick.scores:
         db.record_f1(conn, tick.hex, model_hex, score, dataset, rows)
-    for step, seconds in tick.timings.items():
-        conn.execute(db.script_timing.insert().values(file=step, timing=seconds, hex=tick.hex))
+    for stage, script in SCRIPT_TIMING.items():
+        if stage in tick.stages:
+            conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
     if tick.trained:
         db.record_model(conn, tick.hex, *tick.trained)
+    db.record_diagnostics(conn, tick.hex, tick.diagnostics)
     if tick.deploy:
         deployment.deploy_model(conn, config, tick.hex, tick.hex)
     db.finish_run(conn, tick.hex, tick.status, "; ".join(tick.notes))
+
+
+def _report(config: Config, engine, tick: Tick) -> None:
+    """Plots and the PDF, after the tick committed: if they fail, what the tick did stays recorded."""
+    import reporting
+
+    try:
+        reporting.write_report(config, engine, tick.hex)
+    except Exception as exc:  # not hidden: logged, noted in runs, and main() exits non-zero for cron
+        tick.report_error = f"{type(exc).__name__}: {exc}"
+        log.error("tick %s: report failed: %s", tick.hex, tick.report_error)
+        with engine.begin() as conn:
+            db.append_run_message(conn, tick.hex, f"report failed: {tick.report_error}"[:2000])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
         log.error("tick failed: %s: %s", type(exc).__name__, exc)
         return 1
-    print(f"{tick.hex} {tick.status}")
-    return 0
+    print(f"{tick.hex} {tick.status}" + (f" (report failed: {tick.report_error})" if tick.report_error else ""))
+    return 1 if tick.report_error else 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import storage
 from config import Config
 
 log = logging.getLogger(__name__)
+REFERENCE_ROWS = 100_000  # training rows kept per model as the data-drift reference
 
 
 def train_model(frame, config: Config):
@@ -37,6 +38,20 @@ def model_path(config: Config, model_hex: str):
     return config.output_model_path / f"model_{model_hex}.pkl"
 
 
+def reference_path(config: Config, model_hex: str):
+    return config.output_model_path / f"model_{model_hex}_reference.csv"
+
+
+def save_reference(frame, config: Config, model_hex: str, max_rows: int = REFERENCE_ROWS):
+    """Save the model's training features beside it (a random sample of at most max_rows) for data drift."""
+    sample = frame[list(config.features)]
+    if len(sample) > max_rows:  # KS and PSI on a large random sample are as valid, and memory stays small
+        sample = sample.sample(n=max_rows, random_state=config.random_seed)
+    path = reference_path(config, model_hex)
+    storage.replace_atomically(path, lambda handle: sample.to_csv(handle, index=False))
+    return path
+
+
 def relative_to_project(path, config: Config) -> str:
     """Paths stored in the database are relative to the project, so it can move."""
     try:
@@ -59,6 +74,7 @@ def main() -> int:
         model = train_model(frame, config)
         path = model_path(config, run_hex)
         sha = storage.save_model(model, path)
+        save_reference(frame, config, run_hex)
         score = score_model(model, evaluation_data(config), config)
         with engine.begin() as conn:
             db.record_model(conn, run_hex, relative_to_project(path, config), sha, score, len(frame))

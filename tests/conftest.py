@@ -57,6 +57,7 @@ def make_project(root: Path, database_url: str):
     """A project directory with the real config.json and an empty input folder."""
     root.mkdir()
     shutil.copy(PROJECT_DIR / "config.json", root / "config.json")
+    write_config(root, outdated_timeout_seconds=0)  # pip asks the network: tested in test_diagnostics
     (root / "sourcedata").mkdir()
     return load_config(root, database_url=database_url)
 

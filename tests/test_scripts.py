@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from conftest import write_config
 
 from config import PROJECT_DIR
 
@@ -24,6 +25,7 @@ def checkout(tmp_path, database_url):
                  PROJECT_DIR / "requirements.txt"]:
         shutil.copy(path, root / path.name)
     shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
+    write_config(root, outdated_timeout_seconds=0)  # pip asks the network: tested in test_diagnostics
     path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"  # the wrapper's python3
     return root, {**os.environ, "DATABASE_URL": database_url, "MPLBACKEND": "Agg", "PATH": path}
 

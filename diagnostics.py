@@ -1,0 +1,270 @@
+"""Diagnostics an operator checks: predictions, feature statistics, missing data, step timings,
+outdated packages, and data drift of new rows against the production model's training data.
+
+    python diagnostics.py [predictions|statistics|missing|timing|outdated|drift]   # none: all
+"""
+
+import argparse
+import json
+import logging
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import db
+from config import Config
+
+log = logging.getLogger(__name__)
+PSI_EPSILON = 1e-4  # share given to an empty bin, so that PSI stays finite
+ROWS_PER_BIN = 20  # fewer PSI bins for small samples: sampling noise alone must stay far below the threshold
+
+
+def model_predictions(config: Config, engine, data=None) -> list[int]:
+    """Predictions (0 or 1) of the production model on a data frame or CSV file (default: testdata.csv)."""
+    from scoring import load_production_model
+
+    frame = _as_frame(data, config)
+    with engine.connect() as conn:
+        _, model = load_production_model(conn, config)
+    return [int(p) for p in model.predict(frame[list(config.features)])]
+
+
+def _as_frame(data, config: Config):
+    import pandas as pd
+
+    from ingestion import read_dataset
+
+    if data is None:
+        return read_dataset(config.testdata_csv, config)
+    if isinstance(data, str | Path):
+        return pd.read_csv(config.project_dir / data)  # an absolute path stays as it is
+    return data
+
+
+def _number(value) -> float | None:
+    """A plain float for the database; NaN (no values to summarize) becomes NULL."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def dataframe_summary(frame, config: Config) -> list[dict]:
+    """Mean, median and standard deviation (pandas' sample std) of each feature."""
+    return [{"feature": f, "mean": _number(frame[f].mean()), "median": _number(frame[f].median()),
+             "std": _number(frame[f].std())} for f in config.features]
+
+
+def missing_data(frame, config: Config) -> list[dict]:
+    """Fraction (0 to 1) of missing values in every column: ids, features and label."""
+    return [{"feature": c, "percentage": float(frame[c].isna().mean()) if len(frame) else 0.0} for c in config.columns]
+
+
+def execution_time(conn, run_hex: str | None = None) -> list[dict]:
+    """Seconds taken by ingestion.py and training.py in one tick (default: the latest that measured them)."""
+    rows = db.run_rows(conn, db.script_timing, run_hex) if run_hex else db.latest_run_rows(conn, db.script_timing)
+    return [{"file": r.file, "timing": r.timing, "hex": r.hex} for r in rows]
+
+
+def requirement_names(path: Path) -> set[str] | None:
+    """Normalized package names of a requirements file (None when there is no such file)."""
+    if not path.is_file():
+        return None
+    names = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
+        if match:  # options such as -r and blank or comment lines do not match
+            names.add(_canonical(match.group(1)))
+    return names
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503: Scikit_Learn and scikit-learn are one package
+
+
+def outdated_packages(config: Config) -> list[dict]:
+    """The project's requirements with a newer release (package, installed, latest); [] when pip cannot tell."""
+    if config.outdated_timeout_seconds <= 0:
+        log.info("outdated packages not checked: outdated_timeout_seconds is 0")
+        return []
+    command = [sys.executable, "-m", "pip", "list", "--outdated", "--format=json", "--disable-pip-version-check"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=True,
+                              timeout=config.outdated_timeout_seconds)
+        listed = json.loads(done.stdout)
+    except subprocess.TimeoutExpired:  # no network: pip waits on the index; a tick must not hang on it
+        log.warning("outdated packages unknown: pip gave no answer within %s s", config.outdated_timeout_seconds)
+        return []
+    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as exc:  # optional information
+        log.warning("outdated packages unknown: pip list failed: %s", exc)
+        return []
+    wanted = requirement_names(config.project_dir / "requirements.txt")
+    return [{"package": p["name"], "installed": p["version"], "latest": p["latest_version"]}
+            for p in listed if wanted is None or _canonical(p["name"]) in wanted]
+
+
+def population_stability_index(expected, actual, bins: int) -> float:
+    """PSI of actual against expected, over quantile bins of expected plus one bin for missing values."""
+    import numpy as np
+
+    expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
+    present = expected[~np.isnan(expected)]
+    # Unique inner edges: skewed integer features (many zeros) have repeated quantiles. The outer
+    # bins are open-ended, so values beyond the reference's range still land in a bin.
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1])) if present.size else np.array([])
+    p, q = _bin_shares(expected, edges), _bin_shares(actual, edges)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _bin_shares(values, edges):
+    import numpy as np
+
+    missing = np.isnan(values)
+    counts = np.bincount(np.searchsorted(edges, values[~missing], side="right"), minlength=edges.size + 1)
+    shares = np.append(counts, missing.sum()) / max(values.size, 1)
+    return np.maximum(shares, PSI_EPSILON)
+
+
+def data_drift(new, reference, config: Config) -> list[dict]:
+    """KS statistic, p-value and PSI of each feature of the new rows against the reference rows."""
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    if len(new) == 0 or len(reference) == 0:
+        return []
+    # PSI of two samples of one distribution is about chi2(bins - 1) / n: 10 bins need a few
+    # hundred rows to stay far below 0.2, so smaller samples are compared over fewer bins.
+    bins = max(2, min(config.psi_bins, min(len(new), len(reference)) // ROWS_PER_BIN))
+    rows = []
+    for feature in config.features:
+        actual, expected = (np.asarray(f[feature], dtype=float) for f in (new, reference))
+        actual_present, expected_present = actual[~np.isnan(actual)], expected[~np.isnan(expected)]
+        ks = ks_2samp(actual_present, expected_present) if actual_present.size and expected_present.size else None
+        psi = population_stability_index(expected, actual, bins)
+        # The verdict is the effect size (PSI), not the KS p-value: a p-value answers "are the
+        # distributions identical?", so at a million rows it flags trivial shifts, and at any
+        # size it flags 5% of samples from one unchanged distribution (per feature, per tick).
+        rows.append({"feature": feature, "statistic": None if ks is None else float(ks.statistic),
+                     "p_value": None if ks is None else float(ks.pvalue), "psi": psi,
+                     "drifted": bool(psi >= config.psi_threshold)})
+    return rows
+
+
+def training_reference(config: Config, model_hex: str):
+    """The training features saved with a model (training.save_reference), or None if it has none."""
+    import pandas as pd
+
+    from training import reference_path
+
+    path = reference_path(config, model_hex)
+    if not path.is_file():
+        log.warning("model %s has no training data reference (%s): data drift not computed", model_hex, path.name)
+        return None
+    return pd.read_csv(path)
+
+
+def tick_diagnostics(config: Config, new_data, production_hex: str | None) -> dict[str, list[dict]]:
+    """A tick's rows for db.record_diagnostics: finaldata.csv's statistics, drift of the new rows, packages."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingestion import read_dataset
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        packages = pool.submit(outdated_packages, config)  # pip mostly waits on the network: overlap it
+        final = read_dataset(config.finaldata_csv, config)
+        reference = training_reference(config, production_hex) if production_hex else None
+        return {
+            "feature_stats": dataframe_summary(final, config),
+            "missing_data": missing_data(final, config),
+            "data_drift": [] if reference is None else data_drift(new_data, reference, config),
+            "outdated_packages": packages.result(),
+        }
+
+
+def _print_table(title: str, header: list[str], rows: list) -> None:
+    text = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    for row in [header, *text] if text else []:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _show_predictions(config: Config, engine) -> None:
+    predicted = model_predictions(config, engine)
+    print(f"\npredictions of the production model on testdata.csv: {len(predicted)} rows, "
+          f"{sum(predicted)} predicted to exit; the first {min(20, len(predicted))}: {predicted[:20]}")
+
+
+def _show_statistics(config: Config, engine) -> None:
+    from ingestion import read_dataset
+
+    final = read_dataset(config.finaldata_csv, config)
+    _print_table(f"feature statistics of finaldata.csv ({len(final)} rows)", ["feature", "mean", "median", "std"],
+                 [list(r.values()) for r in dataframe_summary(final, config)])
+
+
+def _show_missing(config: Config, engine) -> None:
+    from ingestion import read_dataset
+
+    final = read_dataset(config.finaldata_csv, config)
+    _print_table(f"missing data in finaldata.csv ({len(final)} rows)", ["column", "fraction missing"],
+                 [list(r.values()) for r in missing_data(final, config)])
+
+
+def _show_timing(config: Config, engine) -> None:
+    with engine.connect() as conn:
+        rows = execution_time(conn)
+    title = f"step timings of tick {rows[0]['hex']}" if rows else "step timings: none recorded yet"
+    _print_table(title, ["step", "seconds"], [[r["file"], r["timing"]] for r in rows])
+
+
+def _show_outdated(config: Config, engine) -> None:
+    rows = [list(r.values()) for r in outdated_packages(config)]
+    _print_table("outdated requirements" + ("" if rows else ": none (or pip could not tell)"),
+                 ["package", "installed", "latest"], rows)
+
+
+def _show_drift(config: Config, engine) -> None:
+    with engine.connect() as conn:
+        rows = db.latest_run_rows(conn, db.data_drift)
+    title = f"data drift recorded by tick {rows[0].hex}" if rows else "data drift: none recorded yet"
+    _print_table(title, ["feature", "KS statistic", "p-value", "PSI", "drifted"],
+                 [[r.feature, r.statistic, r.p_value, r.psi, r.drifted] for r in rows])
+
+
+SHOW = {"predictions": _show_predictions, "statistics": _show_statistics, "missing": _show_missing,
+        "timing": _show_timing, "outdated": _show_outdated, "drift": _show_drift}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the chosen diagnostic, or all of them."""
+    from config import load_config, setup_logging
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", choices=SHOW, help="one diagnostic (default: all)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    config = load_config()
+    engine = db.make_engine(config.database_url)
+    db.create_tables(engine)
+    with engine.connect() as conn:
+        production = db.production_model(conn)
+    if production is None and args.what != "outdated":
+        print("error: no model is deployed yet: run fullprocess.py first", file=sys.stderr)
+        return 1
+    try:
+        for what in [args.what] if args.what else SHOW:
+            SHOW[what](config, engine)
+    except (OSError, LookupError, ValueError, RuntimeError) as exc:  # e.g. a model file that does not match
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

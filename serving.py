@@ -1,0 +1,158 @@
+"""What the app serves from: its state, the production model kept in memory (reloaded when a
+tick deploys another one), data files confined to the data folders, validated feature rows, and
+the latest report.
+
+Client mistakes are raised as HTTP errors (flask.abort) whose message is safe to show: it may
+name the client's own file_name and columns, never a server path or a file's content.
+"""
+
+import io
+import logging
+import math
+import os
+import re
+import threading
+from pathlib import Path
+
+from flask import abort, current_app
+
+import db
+import storage
+from config import Config
+
+log = logging.getLogger(__name__)
+CSV_TYPES = ("text/csv", "application/csv")
+NO_MODEL = "no model is deployed yet: run fullprocess.py first"
+
+
+def state(key: str):
+    """The current app's config, engine or model cache."""
+    return current_app.extensions["drat"][key]
+
+
+def latest_report(config: Config) -> Path | None:
+    """The newest reports/report_<hex>.pdf, or None."""
+    if not config.reports_path.is_dir():
+        return None
+    reports = [p for p in config.reports_path.glob("report_*.pdf")
+               if re.fullmatch(r"report_[0-9a-f]+\.pdf", p.name) and p.is_file()]
+    return max(reports, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+class NoModelDeployed(LookupError):
+    """No model has been deployed yet."""
+
+
+class ModelCache:
+    """The production model of this process, checked against the models row on every use.
+
+    One cheap query per request finds the production (hex, sha256); only when it differs from
+    the model in memory is the file read, verified and unpickled. Every process (each gunicorn
+    worker) notices a deployment on its next request, with no signal or restart.
+    """
+
+    def __init__(self, config: Config):
+        self._path = config.production_model
+        self._lock = threading.Lock()  # the development server answers requests in threads
+        self._loaded = None  # (hex, sha256, model)
+
+    def get(self, conn):
+        """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for a file that does not match."""
+        key = db.production_key(conn)
+        if key is None:
+            raise NoModelDeployed(NO_MODEL)
+        with self._lock:
+            if self._loaded is None or self._loaded[:2] != (key.hex, key.sha256):
+                # Verified before unpickling: a file that does not match is never loaded.
+                self._loaded = (key.hex, key.sha256, storage.load_model(self._path, key.sha256))
+                log.info("loaded production model %s", key.hex)
+            return self._loaded[0], self._loaded[2]
+
+
+def resolve_data_file(file_name, config: Config) -> Path:
+    """The real path of a CSV inside the data folders; 400/403/404 for anything else."""
+    if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name:
+        abort(400, description="file_name must be a non-empty string")
+    parts = re.split(r"[\\/]", file_name)
+    # Checked before the file system is touched: no absolute path, drive or parent step at all.
+    if file_name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_name) or ".." in parts:
+        abort(400, description="file_name must be a relative path inside the data folders, without '..'")
+    folders = [f.resolve() for f in (config.input_folder_path, config.output_folder_path, config.test_data_path)]
+    path = (config.project_dir / file_name).resolve()  # follows symbolic links to where they lead
+    if not any(path.is_relative_to(folder) for folder in folders):
+        abort(403, description=f"{file_name} is not inside the data folders")
+    if not path.is_file():
+        abort(404, description=f"no such data file: {file_name}")
+    return path
+
+
+def read_data_file(path: Path) -> bytes:
+    """The bytes of a resolved data file; O_NOFOLLOW refuses a symlink swapped in since resolve()."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:  # vanished, replaced by a link, or unreadable since it was checked
+        log.warning("cannot open data file %s: %s", path, exc.strerror)
+        abort(404, description="the data file cannot be read")
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def frame_from_csv(data: bytes):
+    """A CSV body or file as a DataFrame; 400 when it is not CSV text."""
+    import pandas as pd
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        abort(400, description="the CSV is not UTF-8 text")
+    if not text.strip() or "\0" in text:
+        abort(400, description="the CSV is empty or not text")
+    try:
+        return pd.read_csv(io.StringIO(text), skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        abort(400, description="the body is not a valid CSV file")
+
+
+def frame_from_records(records, features: tuple[str, ...]):
+    """A list of {feature: value, ...} objects as a DataFrame; 400 for any other shape."""
+    import pandas as pd
+
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        abort(400, description="records must be a non-empty list of objects")
+    for number, record in enumerate(records, start=1):
+        for feature in features:
+            if feature not in record:  # a value the client may not know is sent as null, explicitly
+                abort(400, description=f"missing feature {feature} (record {number})")
+            value = record[feature]
+            # JSON true/false would pass as 1/0 and strings hide typos: features are numbers or null.
+            if isinstance(value, bool) or not isinstance(value, int | float | type(None)):
+                abort(400, description=f"feature {feature} must be a number or null (record {number})")
+    return pd.DataFrame.from_records(records)
+
+
+def feature_matrix(frame, config: Config):
+    """The feature columns as finite floats (missing values allowed: the model imputes them)."""
+    import pandas as pd
+
+    if frame.empty:
+        abort(400, description="no rows to predict")
+    missing = [c for c in config.features if c not in frame.columns]
+    if missing:
+        abort(400, description=f"missing feature column(s): {', '.join(missing)}")
+    features = pd.DataFrame(index=frame.index)
+    for column in config.features:
+        numbers = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        bad = (numbers.isna() & frame[column].notna()) | numbers.isin([math.inf, -math.inf])
+        if bad.any():
+            row = int(bad.to_numpy().argmax()) + 1
+            abort(400, description=f"non-numeric or infinite value in feature column {column} (row {row})")
+        features[column] = numbers
+    return features
+
+
+def predict(model, features) -> tuple[list[int], list[float]]:
+    """Predicted labels and the probability of the positive class (label 1) for each row."""
+    labels = model.predict(features)
+    probabilities = model.predict_proba(features)
+    positive = list(model.classes_).index(1)
+    return [int(x) for x in labels], [round(float(p), 6) for p in probabilities[:, positive]]

@@ -1,0 +1,76 @@
+"""Helpers for the API tests: a deployed project, and the app running as a real server process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import datagen
+import diagnostics
+import reporting
+from config import PROJECT_DIR
+from fullprocess import run_tick
+
+OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]
+RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
+
+
+def offline(monkeypatch, reports: bool = False) -> None:
+    """Ticks without the network (pip list --outdated) and, unless asked for, without the slow plots and PDF."""
+    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: [dict(p) for p in OUTDATED])
+    if not reports:
+        monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
+
+
+def add_csv(config, name: str, rows: int = 600, seed: int = 1, **options) -> Path:
+    path = config.input_folder_path / name
+    datagen.generate(rows, seed=seed, **options).to_csv(path, index=False)
+    return path
+
+
+def deploy(config, engine, seed: int = 1):
+    """Run a tick on one new generated file; it deploys the first model."""
+    add_csv(config, f"clients_{seed}.csv", seed=seed)
+    return run_tick(config, engine)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (a local test server)
+        return json.load(response)
+
+
+@contextmanager
+def live_server(config, log_path: Path):
+    """`python app.py` on a free port for a project; yields its URL once /health answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": config.database_url}
+    command = [sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port), "--project-dir", str(config.project_dir)]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get_json(url + "/health")
+                break
+            except (urllib.error.URLError, ConnectionError):  # not listening yet
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start:\n{log_path.read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

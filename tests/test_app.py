@@ -1,0 +1,360 @@
+"""The API through Flask's test client, on SQLite and on PostgreSQL: answers, refusals, hot reload."""
+
+import dataclasses
+import pickle
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from servers import OUTDATED, RECORD, add_csv, deploy, offline
+
+import db
+import deployment
+import ingestion
+import serving
+import storage
+from app import create_app
+from fullprocess import run_tick
+from training import model_path, relative_to_project, train_model
+
+NO_MODEL = "no model is deployed yet"
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                    "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4a60000000049454e44ae426082")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    offline(monkeypatch, reports=True)
+
+
+@pytest.fixture
+def no_reports(monkeypatch):
+    """Most tests need no plots or PDF, which take seconds to draw (one test draws them for real)."""
+    offline(monkeypatch)
+
+
+@pytest.fixture
+def app(project):
+    app = create_app(project)
+    yield app
+    app.extensions["drat"]["engine"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def deployed(project, engine, no_reports):
+    tick = deploy(project, engine)
+    assert tick.status == "deployed"
+    return tick
+
+
+def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
+    """Train a clearly different model (labels inverted) and deploy it, as deployment.py would."""
+    frame = ingestion.read_dataset(project.finaldata_csv, project)
+    frame[project.label] = 1 - frame[project.label]
+    path = model_path(project, hex_id)
+    sha = storage.save_model(train_model(frame, project), path)
+    with engine.begin() as conn:
+        db.start_run(conn, hex_id, "deployment.py")
+        db.record_model(conn, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
+        deployment.deploy_model(conn, project, hex_id, hex_id)
+        db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
+    return hex_id
+
+
+def predict(client, **body):
+    return client.post("/prediction", json=body)
+
+
+def assert_error(response, status: int, fragment: str = "", project=None) -> None:
+    """A JSON {"error": ...} with that status, naming no server path."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    assert fragment in response.json["error"]
+    if project is not None:
+        assert str(project.project_dir) not in response.get_data(as_text=True)
+
+
+def test_before_any_deployment(client, project):
+    for response in (client.get("/scoring"), client.get("/summarystats"), predict(client, records=[RECORD])):
+        assert_error(response, 503, NO_MODEL)
+    health = client.get("/health").json
+    assert health == {"status": "ok", "database": "ok", "model": None, "last_run": None}
+    assert client.get("/runs").json == {"data": []}
+    assert client.get("/diagnostics").json == {"missing_data": [], "execution_time": [], "outdated_packages": []}
+    assert_error(client.get("/report"), 404, "no report yet")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "No model is deployed yet" in page.get_data(as_text=True)
+
+
+def test_prediction_of_a_data_file_matches_the_model(client, deployed, project):
+    response = predict(client, file_name="testdata/testdata.csv")
+    assert response.status_code == 200
+    frame = pd.read_csv(project.testdata_csv)
+    model = storage.load_model(project.production_model, storage.sha256_file(project.production_model))
+    assert response.json["model"] == deployed.hex
+    assert response.json["data"] == [int(x) for x in model.predict(frame[list(project.features)])]
+    expected = model.predict_proba(frame[list(project.features)])[:, 1]
+    assert response.json["probabilities"] == pytest.approx(list(expected), abs=1e-6)
+
+
+def test_prediction_of_records_and_of_a_csv_body(client, deployed, project):
+    records = [RECORD, {**RECORD, "lastmonth_activity": 400, "corporation": "abcd", "exited": 0},
+               {**RECORD, "number_of_employees": None}]  # a missing value is imputed, as in training
+    by_records = predict(client, records=records)
+    assert by_records.status_code == 200
+    csv = "lastmonth_activity,lastyear_activity,number_of_employees\n12,150,20\n400,150,20\n12,150,\n"
+    by_csv = client.post("/prediction", data=csv, content_type="text/csv")
+    assert by_csv.status_code == 200
+    assert by_csv.json == by_records.json
+    assert len(by_csv.json["data"]) == 3
+    assert all(0 <= p <= 1 for p in by_csv.json["probabilities"])
+
+
+@pytest.mark.parametrize(("file_name", "status"), [
+    ("../config.json", 400), ("testdata/../../config.json", 400), ("testdata/../testdata/testdata.csv", 400),
+    ("..\\config.json", 400), ("/etc/passwd", 400), ("ABSOLUTE", 400), ("", 400),
+    ("config.json", 403), ("riskassessment.db", 403), ("testdata/missing.csv", 404), ("testdata", 404),
+])
+def test_file_names_outside_the_data_folders_are_refused(client, deployed, project, monkeypatch, file_name, status):
+    if file_name == "ABSOLUTE":  # even a data file, given by its absolute path
+        file_name = str(project.testdata_csv)
+    if status == 400:  # refused from the string alone, before the file system is touched
+        def touched(*args, **kwargs):
+            raise AssertionError("the file system was touched")
+        monkeypatch.setattr(Path, "resolve", touched)
+    assert_error(predict(client, file_name=file_name), status, project=project)
+
+
+def test_symbolic_links_are_followed_and_refused_when_they_leave(client, deployed, project, tmp_path, monkeypatch):
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "clients.csv").write_text("lastmonth_activity,lastyear_activity,number_of_employees\nTOPSECRET,1,2\n")
+    (project.input_folder_path / "link.csv").symlink_to(secret / "clients.csv")
+    (project.test_data_path / "linkdir").symlink_to(secret)
+    (project.input_folder_path / "alias.csv").symlink_to(project.testdata_csv)  # stays inside: allowed
+    opened = []
+    monkeypatch.setattr(serving, "read_data_file", lambda path: opened.append(path))
+    for file_name in ("sourcedata/link.csv", "testdata/linkdir/clients.csv"):
+        response = predict(client, file_name=file_name)
+        assert_error(response, 403, "not inside the data folders", project)
+        assert "TOPSECRET" not in response.get_data(as_text=True)
+    assert opened == []
+    monkeypatch.undo()
+    offline(monkeypatch)
+    assert predict(client, file_name="sourcedata/alias.csv").status_code == 200
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "fragment"), [
+    ('{"file_name": ', "application/json", 400, "not valid JSON"),
+    ("[1, 2]", "application/json", 400, "either file_name or records"),
+    ("{}", "application/json", 400, "either file_name or records"),
+    ('{"file_name": "testdata/testdata.csv", "records": []}', "application/json", 400, "either file_name or records"),
+    ('{"records": []}', "application/json", 400, "non-empty list"),
+    ('{"records": {"lastmonth_activity": 1}}', "application/json", 400, "non-empty list"),
+    ('{"file_name": 7}', "application/json", 400, "file_name must be"),
+    ("file_name=testdata/testdata.csv", "application/x-www-form-urlencoded", 415, "text/csv"),
+    ("", "text/csv", 400, "empty"),
+    ("\xff\xfe\x00binary", "text/csv", 400, "not UTF-8"),
+    ("lastmonth_activity,lastyear_activity,number_of_employees\n", "text/csv", 400, "no rows"),
+])
+def test_malformed_requests(client, deployed, body, content_type, status, fragment):
+    data = body.encode("latin-1")
+    assert_error(client.post("/prediction", data=data, content_type=content_type), status, fragment)
+
+
+@pytest.mark.parametrize(("record", "fragment"), [
+    ({"lastmonth_activity": 1, "number_of_employees": 3}, "missing feature lastyear_activity (record 2)"),
+    ({**RECORD, "number_of_employees": "many"}, "number_of_employees must be a number or null (record 2)"),
+    ({**RECORD, "lastmonth_activity": True}, "lastmonth_activity must be a number or null (record 2)"),
+    ({**RECORD, "lastmonth_activity": float("inf")}, "infinite value in feature column lastmonth_activity (row 2)"),
+])
+def test_missing_and_non_numeric_features_in_records(client, deployed, record, fragment):
+    assert_error(predict(client, records=[RECORD, record]), 400, fragment)
+
+
+def test_missing_and_non_numeric_features_in_csv(client, deployed, project):
+    no_column = "lastmonth_activity,number_of_employees\n1,2\n"
+    assert_error(client.post("/prediction", data=no_column, content_type="text/csv"), 400, "lastyear_activity")
+    text = "lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3\n4,SECRETVALUE,6\n"
+    (project.input_folder_path / "bad.csv").write_text(text)
+    for response in (client.post("/prediction", data=text, content_type="text/csv"),
+                     predict(client, file_name="sourcedata/bad.csv")):
+        assert_error(response, 400, "non-numeric or infinite value in feature column lastyear_activity (row 2)")
+        assert "SECRETVALUE" not in response.get_data(as_text=True)  # no file content in an answer
+
+
+def test_oversized_body_gets_413(project, deployed):
+    app = create_app(dataclasses.replace(project, max_request_mb=1))
+    body = "lastmonth_activity,lastyear_activity,number_of_employees\n" + "1,2,3\n" * 200_000
+    response = app.test_client().post("/prediction", data=body, content_type="text/csv")
+    app.extensions["drat"]["engine"].dispose()
+    assert_error(response, 413, "limit is 1 MB")
+
+
+def test_every_error_is_json_without_details(client, monkeypatch, caplog):
+    assert_error(client.get("/nowhere"), 404)
+    not_allowed = client.get("/prediction")
+    assert_error(not_allowed, 405)
+    assert "POST" in not_allowed.headers["Allow"]
+    assert_error(client.delete("/scoring"), 405)
+
+    def broken(conn, limit):
+        raise RuntimeError("boom in /secret/server/path")
+    monkeypatch.setattr(db, "recent_runs", broken)
+    response = client.get("/runs")
+    assert response.json == {"error": "internal server error"}
+    assert response.status_code == 500
+    assert "secret" not in response.get_data(as_text=True)
+    assert "boom in /secret/server/path" in caplog.text  # the traceback goes to the log
+
+
+def test_scoring_summarystats_and_diagnostics(client, deployed, project, engine):
+    scoring = client.get("/scoring").json
+    with engine.connect() as conn:
+        production = db.production_model(conn)
+        stats = db.run_rows(conn, db.feature_stats, production.hex)
+    assert scoring == {"data": pytest.approx(production.f1_score), "model": deployed.hex}
+    summary = client.get("/summarystats").json
+    assert summary["model"] == deployed.hex
+    assert summary["data"] == [[s.feature, s.mean, s.median, s.std] for s in stats]
+    assert [row[0] for row in summary["data"]] == list(project.features)
+    diagnostics = client.get("/diagnostics").json
+    assert {column for column, _ in diagnostics["missing_data"]} >= set(project.features)
+    assert all(0 <= share <= 1 for _, share in diagnostics["missing_data"])
+    assert {step for step, _ in diagnostics["execution_time"]} == {"ingestion.py", "training.py"}
+    assert diagnostics["outdated_packages"] == [[p["package"], p["installed"], p["latest"]] for p in OUTDATED]
+
+
+def test_runs_newest_first_with_a_limit(client, deployed, project, engine):
+    later = run_tick(project, engine)
+    assert [r["hex"] for r in client.get("/runs").json["data"]] == [later.hex, deployed.hex]
+    newest = client.get("/runs?limit=1").json["data"]
+    assert [(r["hex"], r["status"]) for r in newest] == [(later.hex, "no_new_data")]
+    assert newest[0]["started_at"].endswith("+00:00")
+    assert client.get("/runs?limit=100000").status_code == 200
+    for bad in ("0", "-1", "x", "1.5"):
+        assert_error(client.get(f"/runs?limit={bad}"), 400, "limit")
+
+
+def test_health(client, deployed):
+    health = client.get("/health").json
+    assert health["status"] == "ok"
+    assert health["database"] == "ok"
+    assert health["model"]["hex"] == deployed.hex
+    assert health["model"]["file"] == "ok"
+    assert (health["last_run"]["hex"], health["last_run"]["status"]) == (deployed.hex, "deployed")
+
+
+def test_unreachable_database_answers_503(sqlite_project, caplog):
+    app = create_app(dataclasses.replace(sqlite_project, database_url="sqlite:////nonexistent-dir/risk.db"))
+    client = app.test_client()
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json["status"] == "error"
+    assert_error(client.get("/scoring"), 503, "database is unavailable")
+    assert "nonexistent-dir" not in health.get_data(as_text=True)
+    assert "database unreachable" in caplog.text
+
+
+class Payload:
+    """Unpickling this creates the marker file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_tampered_model_file_is_refused_and_never_unpickled(client, deployed, project, tmp_path, caplog):
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(Payload(probe)))
+    assert probe.exists()  # the payload works: loading it would leave the marker
+    marker = tmp_path / "unpickled"
+    project.production_model.write_bytes(pickle.dumps(Payload(marker)))
+    assert_error(predict(client, records=[RECORD]), 503, "does not match its recorded checksum", project)
+    health = client.get("/health").json
+    assert health["status"] == "degraded"
+    assert health["model"]["file"] != "ok"
+    assert not marker.exists()
+    assert "refusing to serve the production model" in caplog.text
+
+
+def test_a_redeployed_model_is_served_without_restart(client, deployed, project, engine):
+    before = predict(client, records=[RECORD]).json
+    assert before["model"] == deployed.hex
+    assert client.get("/summarystats").json["model"] == deployed.hex
+    new_hex = redeploy(project, engine)
+    with engine.begin() as conn:  # the statistics that a tick deploying it would have recorded
+        conn.execute(db.feature_stats.insert(), [{"feature": f, "mean": 1.0, "median": 2.0, "std": 3.0, "hex": new_hex}
+                                                 for f in project.features])
+    after = predict(client, records=[RECORD]).json
+    assert after["model"] == new_hex
+    assert after["probabilities"] != before["probabilities"]
+    assert client.get("/scoring").json == {"data": 0.5, "model": new_hex}
+    assert client.get("/summarystats").json == {"data": [[f, 1.0, 2.0, 3.0] for f in project.features], "model": new_hex}
+    assert client.get("/health").json["model"]["hex"] == new_hex
+
+
+def test_dashboard_shows_runs_and_quarantined_files_escaped(client, deployed, project, engine):
+    (project.input_folder_path / "x<b>y.csv").write_text("not,the,right,columns\n1,2,3,4\n")
+    add_csv(project, "more.csv", seed=2)
+    run_tick(project, engine)
+    response = client.get("/")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert deployed.hex in page
+    assert "x&lt;b&gt;y.csv" in page
+    assert "x<b>y.csv" not in page
+    assert "missing column(s)" in page
+    assert "No plot yet" in page  # reports were not drawn in this test: an empty state, not a broken image
+    assert "<img" not in page
+    assert "No report yet" in page
+
+
+def test_plots_come_only_from_the_static_folder(client, project, tmp_path):
+    project.static_path.mkdir()
+    (project.static_path / "f1.png").write_bytes(PNG)
+    (project.static_path / "notes.txt").write_text("not a plot")
+    (tmp_path / "outside.png").write_bytes(PNG)
+    (project.static_path / "link.png").symlink_to(tmp_path / "outside.png")
+    with client.get("/plots/f1.png?v=1") as plot:
+        assert plot.status_code == 200
+        assert plot.mimetype == "image/png"
+        assert plot.data == PNG
+    for name in ("link.png", "notes.txt", "..%2Fconfig.json", ".hidden.png", "missing.png"):
+        assert_error(client.get(f"/plots/{name}"), 404)
+
+
+def test_report_and_plots_of_a_real_tick(sqlite_project):
+    engine = db.make_engine(sqlite_project.database_url)
+    tick = deploy(sqlite_project, engine)
+    engine.dispose()
+    client = create_app(sqlite_project).test_client()
+    with client.get("/report") as report:
+        assert report.status_code == 200
+        assert report.mimetype == "application/pdf"
+        assert report.data.startswith(b"%PDF")
+        assert (sqlite_project.reports_path / f"report_{tick.hex}.pdf").read_bytes() == report.data
+    page = client.get("/").get_data(as_text=True)
+    assert 'href="/report"' in page
+    assert "No plot yet" not in page
+    for name in ("f1", "confusionmatrix", "timing", *sqlite_project.features):
+        assert f'src="/plots/{name}.png?v=' in page
+        with client.get(f"/plots/{name}.png") as plot:
+            assert plot.mimetype == "image/png"
+
+
+def test_tables_are_created_on_an_empty_database(project):
+    app = create_app(project)
+    with app.extensions["drat"]["engine"].connect() as conn:
+        assert set(db.metadata.tables) <= set(sa.inspect(conn).get_table_names())
+    app.extensions["drat"]["engine"].dispose()

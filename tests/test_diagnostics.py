@@ -1,0 +1,224 @@
+"""Diagnostics: the drift verdict at any size, the rows a tick records, outdated packages."""
+
+import dataclasses
+import json
+import logging
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+import datagen
+import db
+import diagnostics
+import reporting
+from fullprocess import run_tick
+from ingestion import read_dataset
+from training import REFERENCE_ROWS, reference_path
+
+PACKAGES = [{"package": "pandas", "installed": "2.2.0", "latest": "3.1.1"}]
+
+
+@pytest.fixture
+def quiet(project, monkeypatch):
+    """The project with a fixed outdated-packages answer and no figures (tests/test_reporting.py
+    draws them): these ticks wait neither on pip and the network nor on matplotlib."""
+    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: PACKAGES)
+    monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
+    return project
+
+
+def rows_of(engine, table, hex_id):
+    with engine.connect() as conn:
+        return db.run_rows(conn, table, hex_id)
+
+
+# --- the drift verdict -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rows", "seeds"), [(1_000, range(5)), (100_000, range(3)), (1_000_000, range(1))])
+def test_one_distribution_is_not_drifted_at_any_size(sqlite_project, rows, seeds):
+    project = sqlite_project
+    for seed in seeds:
+        reference = datagen.generate(min(rows, REFERENCE_ROWS), seed=100 + seed)  # what training saves
+        result = diagnostics.data_drift(datagen.generate(rows, seed=seed), reference, project)
+        assert [r["feature"] for r in result] == list(project.features)
+        assert not any(r["drifted"] for r in result), result
+        assert max(r["psi"] for r in result) < project.psi_threshold / 2
+
+
+@pytest.mark.parametrize("rows", [300, 1_000, 100_000])
+@pytest.mark.parametrize("feature", ["lastmonth_activity", "lastyear_activity", "number_of_employees"])
+def test_a_feature_multiplied_by_3_is_drifted(sqlite_project, rows, feature):
+    project = sqlite_project
+    reference = datagen.generate(5_000, seed=1)
+    new = datagen.generate(rows, seed=2)
+    new[feature] = new[feature] * 3
+    verdicts = {r["feature"]: r["drifted"] for r in diagnostics.data_drift(new, reference, project)}
+    assert verdicts == {f: f == feature for f in project.features}
+
+
+def test_psi_copes_with_repeated_values_out_of_range_values_and_missing_values():
+    zeros = np.zeros(1_000)
+    assert diagnostics.population_stability_index(zeros, zeros, 10) == 0
+    skewed = np.r_[np.zeros(800), np.arange(200)]  # most quantiles are 0: the bins collapse, not break
+    assert diagnostics.population_stability_index(skewed, skewed[::-1], 10) == pytest.approx(0)
+    beyond = diagnostics.population_stability_index(np.arange(1_000), np.arange(5_000, 6_000), 10)
+    assert np.isfinite(beyond)
+    assert beyond > 1  # everything lands in the open-ended top bin
+    missing = diagnostics.population_stability_index(np.arange(1_000), np.full(1_000, np.nan), 10)
+    assert missing > 1  # a feature that went missing has drifted
+
+
+def test_data_drift_of_nothing_is_no_rows(sqlite_project):
+    assert diagnostics.data_drift(datagen.generate(0), datagen.generate(100), sqlite_project) == []
+
+
+# --- what a tick records ---------------------------------------------------------------------------
+
+def write_csv(config, name, frame):
+    frame.to_csv(config.input_folder_path / name, index=False)
+
+
+def with_missing_values(frame, seed):
+    """Blank out some feature values (and an id): missing data must be measured, not only zeros."""
+    rng = np.random.default_rng(seed)
+    frame = frame.astype({"lastmonth_activity": "float64", "number_of_employees": "float64"})
+    frame.loc[rng.random(len(frame)) < 0.05, "lastmonth_activity"] = np.nan
+    frame.loc[rng.random(len(frame)) < 0.01, "number_of_employees"] = np.nan
+    frame.loc[rng.random(len(frame)) < 0.02, "corporation"] = None
+    return frame
+
+
+def assert_rows_describe_finaldata(engine, config, hex_id):
+    final = read_dataset(config.finaldata_csv, config)
+    stats = rows_of(engine, db.feature_stats, hex_id)
+    assert [s.feature for s in stats] == list(config.features)
+    for s in stats:
+        assert (s.mean, s.median, s.std) == pytest.approx(
+            (final[s.feature].mean(), final[s.feature].median(), final[s.feature].std()), rel=1e-12)
+    missing = {m.feature: m.percentage for m in rows_of(engine, db.missing_data, hex_id)}
+    assert missing == pytest.approx(final[list(config.columns)].isna().mean().to_dict(), rel=1e-12)
+    return final
+
+
+def test_a_deploying_tick_records_diagnostics_of_its_training_data(quiet, engine):
+    write_csv(quiet, "a.csv", with_missing_values(datagen.generate(3_000, seed=1), seed=1))
+    tick = run_tick(quiet, engine)
+    assert tick.status == "deployed"
+    final = assert_rows_describe_finaldata(engine, quiet, tick.hex)
+    assert 0 < dict((m.feature, m.percentage) for m in rows_of(engine, db.missing_data, tick.hex))["lastmonth_activity"]
+    assert rows_of(engine, db.data_drift, tick.hex) == []  # nothing in production to compare with
+    assert [(p.package, p.installed, p.latest) for p in rows_of(engine, db.outdated_packages, tick.hex)] == [
+        tuple(p.values()) for p in PACKAGES]
+    reference = pd.read_csv(reference_path(quiet, tick.hex))
+    assert list(reference.columns) == list(quiet.features)
+    assert len(reference) == len(final)  # all of the training rows, below the sample size
+    assert [t.file for t in rows_of(engine, db.script_timing, tick.hex)] == ["ingestion.py", "training.py"]
+
+
+def test_a_later_tick_records_drift_of_its_new_rows_against_the_production_training_data(quiet, engine):
+    write_csv(quiet, "a.csv", datagen.generate(3_000, seed=1))
+    first = run_tick(quiet, engine)
+    shifted = datagen.generate(1_000, seed=2, shift=3)
+    write_csv(quiet, "shifted.csv", shifted)
+    second = run_tick(quiet, engine)
+    assert second.status in db.WORK_STATUSES
+    drift = rows_of(engine, db.data_drift, second.hex)
+    expected = diagnostics.data_drift(shifted, pd.read_csv(reference_path(quiet, first.hex)), quiet)
+    assert [(d.feature, d.statistic, d.p_value, d.psi, d.drifted) for d in drift] == [
+        (e["feature"], pytest.approx(e["statistic"]), pytest.approx(e["p_value"]), pytest.approx(e["psi"]), e["drifted"])
+        for e in expected]
+    assert {d.feature: d.drifted for d in drift} == {
+        "lastmonth_activity": True, "lastyear_activity": True, "number_of_employees": False}
+    assert_rows_describe_finaldata(engine, quiet, second.hex)
+    with engine.connect() as conn:
+        assert [t["file"] for t in diagnostics.execution_time(conn, second.hex)] == [
+            t.file for t in rows_of(engine, db.script_timing, second.hex)]
+
+
+def test_a_tick_without_new_data_records_no_diagnostics(quiet, engine):
+    write_csv(quiet, "a.csv", datagen.generate(1_000, seed=1))
+    run_tick(quiet, engine)
+    idle = run_tick(quiet, engine)
+    assert idle.status == "no_new_data"
+    for table in db.DIAGNOSTIC_TABLES.values():
+        assert rows_of(engine, table, idle.hex) == []
+
+
+def test_model_predictions_on_a_frame_and_on_a_csv_file(quiet, engine):
+    write_csv(quiet, "a.csv", datagen.generate(2_000, seed=1))
+    run_tick(quiet, engine)
+    test = read_dataset(quiet.testdata_csv, quiet)
+    predicted = diagnostics.model_predictions(quiet, engine)
+    assert len(predicted) == len(test)
+    assert set(predicted) <= {0, 1}
+    assert diagnostics.model_predictions(quiet, engine, test) == predicted
+    assert diagnostics.model_predictions(quiet, engine, "testdata/testdata.csv") == predicted
+
+
+# --- outdated packages ---------------------------------------------------------------------------
+
+@pytest.fixture
+def checking(sqlite_project):
+    """A project that checks for outdated packages (the test projects do not, to stay offline)."""
+    return dataclasses.replace(sqlite_project, outdated_timeout_seconds=20)
+
+
+def fake_pip(monkeypatch, listed):
+    def run(command, **kwargs):
+        assert command[1:4] == ["-m", "pip", "list"]
+        assert kwargs["timeout"] > 0
+        return subprocess.CompletedProcess(command, 0, stdout=json.dumps(listed), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", run)
+
+
+def test_outdated_packages_are_the_projects_requirements(checking, monkeypatch):
+    (checking.project_dir / "requirements.txt").write_text(
+        "# runtime\npandas>=2.2,<4\nScikit_Learn>=1.5\n-r other.txt\npython-dotenv[cli] >=1 ; python_version > '3'\n")
+    fake_pip(monkeypatch, [{"name": name, "version": "1.0", "latest_version": "2.0", "latest_filetype": "wheel"}
+                           for name in ("pandas", "scikit-learn", "python-dotenv", "setuptools")])
+    assert [p["package"] for p in diagnostics.outdated_packages(checking)] == [
+        "pandas", "scikit-learn", "python-dotenv"]
+    assert diagnostics.outdated_packages(checking)[0] == {"package": "pandas", "installed": "1.0", "latest": "2.0"}
+
+
+def test_outdated_packages_without_requirements_file_lists_everything(checking, monkeypatch):
+    fake_pip(monkeypatch, [{"name": "setuptools", "version": "65.5.0", "latest_version": "84.2.1"}])
+    assert diagnostics.outdated_packages(checking) == [
+        {"package": "setuptools", "installed": "65.5.0", "latest": "84.2.1"}]
+
+
+def test_outdated_packages_never_hang_a_tick(checking, caplog):
+    impatient = dataclasses.replace(checking, outdated_timeout_seconds=0.01)  # pip cannot even start
+    with caplog.at_level(logging.WARNING):
+        assert diagnostics.outdated_packages(impatient) == []
+    assert "no answer within" in caplog.text
+
+
+@pytest.mark.parametrize("failure", [subprocess.CalledProcessError(2, "pip"), OSError("no such file")])
+def test_outdated_packages_are_empty_when_pip_fails(checking, monkeypatch, caplog, failure):
+    def run(command, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(subprocess, "run", run)
+    assert diagnostics.outdated_packages(checking) == []
+    assert "pip list failed" in caplog.text
+
+
+def test_outdated_check_can_be_turned_off(sqlite_project, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("pip must not run"))
+    assert diagnostics.outdated_packages(dataclasses.replace(sqlite_project, outdated_timeout_seconds=0)) == []
+
+
+def test_execution_time_is_the_latest_ticks_without_a_run_id(sqlite_project):
+    engine = db.make_engine(sqlite_project.database_url)
+    db.create_tables(engine)
+    with engine.begin() as conn:
+        for hex_id, seconds in (("a", 1.0), ("b", 2.0)):
+            conn.execute(sa.insert(db.script_timing).values(file="ingestion.py", timing=seconds, hex=hex_id))
+        assert diagnostics.execution_time(conn) == [{"file": "ingestion.py", "timing": 2.0, "hex": "b"}]
+        assert diagnostics.execution_time(conn, "a")[0]["timing"] == 1.0
+    engine.dispose()

@@ -1,0 +1,138 @@
+"""Plots and PDF reports: written by every tick that ingests data, valid, and never a reason to
+lose what the tick did."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import write_config
+from PIL import Image
+from pypdf import PdfReader
+
+import config as config_module
+import datagen
+import db
+import diagnostics
+import fullprocess
+import plots
+import reporting
+from config import PROJECT_DIR
+from fullprocess import run_tick
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PACKAGES = [{"package": "scikit-learn", "installed": "1.5.0", "latest": "1.9.1"}]
+
+
+@pytest.fixture
+def no_pip(monkeypatch):
+    """Ticks get a fixed outdated-packages answer instead of waiting on pip and the network."""
+    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: PACKAGES)
+
+
+def add_csv(config, name, rows, seed, **options):
+    datagen.generate(rows, seed=seed, **options).to_csv(config.input_folder_path / name, index=False)
+
+
+def plot_paths(config):
+    names = ["confusionmatrix.png", "f1.png", "timing.png", *(plots.file_name(f) for f in config.features)]
+    return [config.static_path / name for name in names]
+
+
+def assert_valid_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path.name
+    with Image.open(path) as image:
+        image.verify()  # the whole file decodes
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width >= 600
+        assert image.height >= 300
+
+
+def pdf_text(path) -> str:
+    reader = PdfReader(path)
+    assert len(reader.pages) >= 2
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_ticks_that_ingest_data_leave_plots_and_a_report(project, engine, no_pip):
+    add_csv(project, "a.csv", 3_000, seed=1)
+    first = run_tick(project, engine)
+    add_csv(project, "shifted.csv", 1_000, seed=2, shift=3)
+    (project.input_folder_path / "broken & <odd> name.csv").write_text("not,a\nvalid,file\n")
+    second = run_tick(project, engine)
+    assert first.status == "deployed"
+    assert second.status in db.WORK_STATUSES
+    assert not second.report_error
+    for path in plot_paths(project):
+        assert_valid_png(path)
+    for tick in (first, second):
+        text = pdf_text(project.reports_path / f"report_{tick.hex}.pdf")
+        assert tick.hex in text
+        assert tick.status in text
+    text = pdf_text(project.reports_path / f"report_{second.hex}.pdf")
+    for expected in ("broken & <odd> name.csv", "missing column(s)", "lastmonth_activity", "drifted",
+                     "Confusion matrix", "Missing data", "Step timings", "scikit-learn", "1.9.1"):
+        assert expected in text.replace("\n", " "), expected
+
+
+def test_a_tick_without_new_data_draws_nothing(sqlite_project, no_pip):
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "a.csv", 1_000, seed=1)
+    run_tick(sqlite_project, engine)
+    written = {p: p.stat().st_mtime_ns for p in [*plot_paths(sqlite_project), *sqlite_project.reports_path.iterdir()]}
+    idle = run_tick(sqlite_project, engine)
+    assert idle.status == "no_new_data"
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    assert len(list(sqlite_project.reports_path.iterdir())) == 1
+    engine.dispose()
+
+
+def test_a_failed_report_keeps_what_the_tick_did_and_exits_non_zero(project, engine, no_pip, monkeypatch):
+    def fail(config, engine, run_hex):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(reporting, "write_report", fail)
+    monkeypatch.setattr(config_module, "load_config", lambda: project)
+    monkeypatch.setattr(config_module, "setup_logging", lambda: None)
+    add_csv(project, "a.csv", 1_000, seed=1)
+    assert fullprocess.main([]) == 1
+    with engine.connect() as conn:
+        run = db.recent_runs(conn, 1)[0]
+        assert db.production_model(conn).hex == run.hex
+    assert run.status == "deployed"
+    assert run.message.endswith("; report failed: OSError: No space left on device")
+
+
+def test_the_scripts_print_diagnostics_and_regenerate_the_report(tmp_path):
+    """diagnostics.py and reporting.py as an operator runs them, in a copy of the project."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json"]:
+        shutil.copy(path, root / path.name)
+    shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
+    write_config(root, outdated_timeout_seconds=0)  # no wait on the network
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'scripts.db'}", "MPLBACKEND": "Agg"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], cwd="/", env=env, capture_output=True, text=True, timeout=300)
+
+    for script, error in (("diagnostics.py", "no model is deployed yet"), ("reporting.py", "no tick has ingested")):
+        early = run(str(root / script))
+        assert early.returncode == 1, script
+        assert error in early.stderr
+        assert "Traceback" not in early.stderr
+    tick_hex = run(str(root / "fullprocess.py")).stdout.split()[0]
+    everything = run(str(root / "diagnostics.py"))
+    assert everything.returncode == 0, everything.stderr
+    for title in ("predictions of the production model", "feature statistics", "missing data", "step timings",
+                  "outdated requirements", "data drift"):
+        assert title in everything.stdout
+    timing = run(str(root / "diagnostics.py"), "timing")
+    assert timing.stdout.strip().splitlines()[0] == f"step timings of tick {tick_hex}"
+    report = root / "reports" / f"report_{tick_hex}.pdf"
+    report.unlink()
+    again = run(str(root / "reporting.py"))
+    assert again.returncode == 0, again.stderr
+    assert tick_hex in pdf_text(report)
