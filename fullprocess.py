@@ -82,11 +82,16 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
     tick.status = "no_drift"
     with _timed(tick, "diagnostics"):
         _diagnose(tick, config, production, result.new_data)
+    drifted = [row["feature"] for row in tick.diagnostics.get("data_drift", []) if row["drifted"]]
+    if drifted:
+        tick.notes.append(f"data drift (PSI >= {config.psi_threshold:g}) in {', '.join(drifted)}")
     if production is not None and not result.new_data.empty:
         with _timed(tick, "drift_check"):
             drifted = _check_drift(tick, config, engine, production, result.new_data)
         if not (drifted or force):
             return
+    import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
+
     with _timed(tick, "training"):
         model, trained_rows = _train(tick, config)
     with _timed(tick, "evaluation"):

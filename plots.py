@@ -58,7 +58,9 @@ def _time_axis(ax, times: list[dt.datetime]) -> None:
         ax.set_xlim(low - pad, high + pad)
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    # Ticks minutes apart get second-level labels: show them as clock times, not a bare "30".
+    formats = ["%Y", "%b", "%d", "%H:%M", "%H:%M", "%H:%M:%S"]
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, formats=formats))
     ax.set_xlabel("time of tick (UTC)")
 
 
@@ -96,7 +98,7 @@ def f1_history(scores: list, deployments: list, path: Path) -> Path:
         figure, ax = _figure()
         checks = [r for r in scores if r.dataset == "newdata"]
         times = [utc(r.started_at) for r in checks]
-        ax.plot(times, [r.f1_score for r in checks], "o-", color="tab:blue", label="production model on the tick's new data")
+        ax.plot(times, [r.f1_score for r in checks], "o-", color="tab:blue", label="F1 on each tick's new data")
         _mark_deployments(ax, deployments, times)
         ax.set(title="F1 score of the production model", ylabel="F1 score", ylim=(0, 1.08))
         _time_axis(ax, [*times, *(utc(d.deployed_at) for d in deployments)])
@@ -111,7 +113,7 @@ def _mark_deployments(ax, deployments: list, check_times: list) -> None:
     times, values = [utc(d.deployed_at) for d in deployments], [d.f1_score for d in deployments]
     end = max([*times, *check_times])
     ax.step([*times, end], [*values, values[-1]], where="post", color="tab:green", alpha=0.6,
-            label="production model's F1 when deployed (test data)")
+            label="F1 when deployed (test data)")
     ax.scatter(times, values, marker="*", s=180, color="tab:green", zorder=3, label="deployment")
     for deployed, when, value in zip(deployments, times, values, strict=True):
         ax.axvline(when, color="tab:green", linestyle=":", linewidth=1)
