@@ -102,3 +102,18 @@ def setup_logging(level: int = 20) -> None:
     import logging
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_script(main) -> int:
+    """Run a script's main(): trouble with input, files, models or the database is one line on
+    stderr and exit code 1 (the run is already recorded as failed); a bug keeps its traceback."""
+    import logging
+    import sys
+
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return main()
+    except (LookupError, ValueError, OSError, RuntimeError, OperationalError) as exc:
+        logging.getLogger(Path(sys.argv[0]).name).error("%s: %s", type(exc).__name__, str(exc).splitlines()[0])
+        return 1

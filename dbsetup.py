@@ -3,7 +3,7 @@
 import sys
 
 import db
-from config import load_config
+from config import load_config, run_script
 
 
 def main() -> int:
@@ -14,4 +14,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 import db
 import storage
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 
@@ -68,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

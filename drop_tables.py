@@ -4,7 +4,7 @@ import argparse
 import sys
 
 import db
-from config import load_config
+from config import load_config, run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,4 +24,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
     except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
-        log.error("tick failed: %s: %s", type(exc).__name__, exc)
+        expected = isinstance(exc, (LookupError, ValueError, OSError, RuntimeError))  # data, files, models
+        log.error("tick failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)
         return 1
     print(f"{tick.hex} {tick.status}" + (f" (report failed: {tick.report_error})" if tick.report_error else ""))
     return 1 if tick.report_error else 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import db
 import storage
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 
@@ -199,4 +199,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

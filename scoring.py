@@ -5,7 +5,7 @@ import sys
 
 import db
 import storage
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 
@@ -76,4 +76,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

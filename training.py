@@ -6,7 +6,7 @@ import time
 
 import db
 import storage
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 REFERENCE_ROWS = 100_000  # training rows kept per model as the data-drift reference
@@ -84,4 +84,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
