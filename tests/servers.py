@@ -12,10 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import datagen
+import db
+import deployment
 import diagnostics
+import ingestion
 import reporting
+import storage
 from config import PROJECT_DIR
 from fullprocess import run_tick
+from training import model_path, relative_to_project, train_model
 
 OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
@@ -52,14 +57,18 @@ def get_json(url: str):
 
 
 @contextmanager
-def live_server(config, log_path: Path):
-    """`python app.py` on a free port for a project; yields its URL once /health answers."""
+def live_server(config, log_path: Path, gunicorn_workers: int = 0):
+    """`python app.py` (or gunicorn, as the Procfile runs it) on a free port for a project;
+    yields its URL once /health answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DATABASE_URL": config.database_url}
     command = [sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port), "--project-dir", str(config.project_dir)]
+    if gunicorn_workers:
+        command = [sys.executable, "-m", "gunicorn", "--workers", str(gunicorn_workers), "--bind", f"127.0.0.1:{port}",
+                   f"app:create_app({str(config.project_dir)!r})"]
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -74,3 +83,17 @@ def live_server(config, log_path: Path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
+    """Train a clearly different model (labels inverted) and deploy it, as deployment.py would."""
+    frame = ingestion.read_dataset(project.finaldata_csv, project)
+    frame[project.label] = 1 - frame[project.label]
+    path = model_path(project, hex_id)
+    sha = storage.save_model(train_model(frame, project), path)
+    with engine.begin() as conn:
+        db.start_run(conn, hex_id, "deployment.py")
+        db.record_model(conn, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
+        deployment.deploy_model(conn, project, hex_id, hex_id)
+        db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
+    return hex_id

@@ -7,16 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from servers import OUTDATED, RECORD, add_csv, deploy, offline
+from servers import OUTDATED, RECORD, add_csv, deploy, offline, redeploy
 
 import db
-import deployment
-import ingestion
 import serving
 import storage
 from app import create_app
 from fullprocess import run_tick
-from training import model_path, relative_to_project, train_model
 
 NO_MODEL = "no model is deployed yet"
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
@@ -53,18 +50,6 @@ def deployed(project, engine, no_reports):
     return tick
 
 
-def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
-    """Train a clearly different model (labels inverted) and deploy it, as deployment.py would."""
-    frame = ingestion.read_dataset(project.finaldata_csv, project)
-    frame[project.label] = 1 - frame[project.label]
-    path = model_path(project, hex_id)
-    sha = storage.save_model(train_model(frame, project), path)
-    with engine.begin() as conn:
-        db.start_run(conn, hex_id, "deployment.py")
-        db.record_model(conn, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
-        deployment.deploy_model(conn, project, hex_id, hex_id)
-        db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
-    return hex_id
 
 
 def predict(client, **body):
