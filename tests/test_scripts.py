@@ -111,3 +111,36 @@ def test_the_cron_wrapper_logs_and_never_overlaps(checkout):
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("delay", [1.0, 2.5, 3.8, 6.0])  # start, ingestion, training, deploy, report
+def test_a_tick_killed_at_any_moment_loses_nothing(checkout, delay):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    import datagen
+    import db
+    import storage
+
+    root, env = checkout
+    run(checkout, str(root / "fullprocess.py"))
+    for seed in (21, 22, 23):  # enough rows that the kill lands inside the work: drift and retrain
+        datagen.generate(60_000, seed=seed, flip=1.0).to_csv(root / "sourcedata" / f"new_{seed}.csv", index=False)
+    tick = subprocess.Popen([sys.executable, str(root / "fullprocess.py")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    tick.kill()  # SIGKILL, in whichever step the tick is (a 180,000-row tick takes about 8 s here)
+    tick.wait()
+    run(checkout, str(root / "fullprocess.py"))  # the next tick finishes or redoes the work
+    stored = pd.concat([pd.read_csv(root / "ingesteddata" / "finaldata.csv"), pd.read_csv(root / "testdata" / "testdata.csv")])
+    sent = pd.concat([pd.read_csv(p) for p in sorted((root / "sourcedata").glob("*.csv"))]).drop_duplicates()
+    assert len(stored) == len(stored.drop_duplicates()) == len(sent)
+    engine = db.make_engine(env["DATABASE_URL"])
+    with engine.connect() as conn:
+        production = db.production_model(conn)
+        files = conn.execute(sa.select(db.ingested_files.c.file)).scalars().all()
+        running = conn.execute(sa.select(db.runs).where(db.runs.c.status == "running")).all()
+    engine.dispose()
+    assert sorted(files) == sorted(p.name for p in (root / "sourcedata").glob("*.csv"))
+    assert running == []
+    assert storage.sha256_file(root / "production_deployment" / "trainedmodel.pkl") == production.sha256
