@@ -198,11 +198,10 @@ def summary_stats():
 
 def diagnostics():
     """Missing data and step timings of the latest run that measured them, and outdated packages."""
-    outdated = db.metadata.tables.get("outdated_packages")  # added by the diagnostics step
     with state("engine").connect() as conn:
         missing = db.latest_run_rows(conn, db.missing_data)
         timing = db.latest_run_rows(conn, db.script_timing)
-        packages = db.latest_run_rows(conn, outdated) if outdated is not None else []
+        packages = db.latest_run_rows(conn, db.outdated_packages)
     return jsonify(missing_data=[[r.feature, number(r.percentage)] for r in missing],
                    execution_time=[[r.file, number(r.timing)] for r in timing],
                    outdated_packages=[[r.package, r.installed, r.latest] for r in packages])

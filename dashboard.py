@@ -51,8 +51,7 @@ def plot(name: str):
 
 
 def _outdated_packages(conn) -> list:
-    table = db.metadata.tables.get("outdated_packages")  # added by the diagnostics step
-    return db.latest_run_rows(conn, table) if table is not None else []
+    return db.latest_run_rows(conn, db.outdated_packages)
 
 
 def _plots(config) -> dict[str, str | None]:

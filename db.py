@@ -190,6 +190,20 @@ def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:
                                     is_production=True))
 
 
+def describe_error(exc: BaseException) -> str:
+    """The reason for runs.message, which the API serves: no server path and no SQL in it
+    (the log keeps the details)."""
+    import os
+
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror or exc}: {os.path.basename(exc.filename)}"
+    elif isinstance(exc, sa.exc.SQLAlchemyError):
+        text = "database error: " + str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
 @contextmanager
 def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
     """Create the tables if needed and a 'running' runs row; yield its random hex id.
@@ -207,7 +221,7 @@ def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
         yield hex_id
     except BaseException as exc:  # recorded for the operator, then re-raised
         with engine.begin() as conn:
-            finish_run(conn, hex_id, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+            finish_run(conn, hex_id, "failed", describe_error(exc))
         raise
 
 

@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 def _copy_verified(config: Config, row) -> None:
     """Copy a recorded model to the production file, checking its sha256 first."""
-    data = (config.project_dir / row.path).read_bytes()
+    try:
+        data = (config.project_dir / row.path).read_bytes()
+    except FileNotFoundError as exc:
+        raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
     if storage.sha256_bytes(data) != row.sha256:
         raise storage.ModelIntegrityError(f"{row.path} does not match the sha256 recorded for model {row.hex}")
     storage.replace_atomically(config.production_model, lambda handle: handle.write(data))
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with db.recorded_run(engine, "deployment.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
             query = sa.select(db.models.c.hex).order_by(db.models.c.id.desc())
             query = query.where(db.models.c.hex == args.model) if args.model else query.where(~db.models.c.is_production)

@@ -108,9 +108,12 @@ def population_stability_index(expected, actual, bins: int) -> float:
 
     expected, actual = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
     present = expected[~np.isnan(expected)]
-    # Unique inner edges: skewed integer features (many zeros) have repeated quantiles. The outer
-    # bins are open-ended, so values beyond the reference's range still land in a bin.
+    # Unique inner edges: skewed integer features (many zeros) have repeated quantiles. Values
+    # below the reference's minimum or above its maximum get open-ended bins of their own, so a
+    # shift past the reference's range counts even for a feature with few distinct values.
     edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1])) if present.size else np.array([])
+    if present.size:  # below the reference's minimum and above its maximum: bins of their own
+        edges = np.unique(np.concatenate([[present.min()], edges, [np.nextafter(present.max(), np.inf)]]))
     p, q = _bin_shares(expected, edges), _bin_shares(actual, edges)
     return float(np.sum((q - p) * np.log(q / p)))
 

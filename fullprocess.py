@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import db
 import ingestion
 from config import Config
+from storage import pipeline_lock
 
 log = logging.getLogger(__name__)
 SCRIPT_TIMING = {"ingestion": "ingestion.py", "training": "training.py"}  # stages kept in script_timing
@@ -38,21 +39,35 @@ class Tick:
 
 def run_tick(config: Config, engine, force: bool = False) -> Tick:
     """Run one tick and return what it did; a failure is recorded in runs and raised."""
+    import deployment
+
     with db.recorded_run(engine, "fullprocess.py") as run_hex:
         tick = Tick(run_hex)
         with engine.connect() as conn:
-            _restore(conn, config)
+            deployment.restore_production_file(conn, config)  # a killed tick may have left it out of step
             new_files = ingestion.find_new_files(config, *db.known_files(conn))
             production = db.production_model(conn)
-        if new_files or force:
-            _work(tick, config, engine, new_files, production, force)
+            unreported = _unreported_run(conn, config)
+        # Data that ingestion.py ingested alone, before any model: the first model is still due.
+        untrained = production is None and config.finaldata_csv.exists()
+        if new_files or force or untrained:
+            _work(tick, config, engine, new_files, production, force or untrained)
         with _timed(tick, "record"), engine.begin() as conn:
             _record(conn, config, tick)
     log.info("tick %s: %s (%s)", tick.hex, tick.status, "; ".join(tick.notes) or "no new files")
-    if tick.status in db.WORK_STATUSES:
+    report_hex = tick.hex if tick.status in db.WORK_STATUSES else unreported
+    if report_hex:
         with _timed(tick, "report"):
-            _report(config, engine, tick)
+            tick.report_error = _report(config, engine, report_hex)
     return tick
+
+
+def _unreported_run(conn, config: Config) -> str | None:
+    """The latest tick that did work if it was killed before its report was written."""
+    run = db.latest_work_run(conn)
+    if run is None or (config.reports_path / f"report_{run.hex}.pdf").exists() or "report failed" in (run.message or ""):
+        return None
+    return run.hex
 
 
 @contextmanager
@@ -62,13 +77,6 @@ def _timed(tick: Tick, stage: str):
         yield
     finally:
         tick.stages[stage] = tick.stages.get(stage, 0.0) + time.perf_counter() - started
-
-
-def _restore(conn, config: Config) -> None:
-    import deployment
-
-    if deployment.restore_production_file(conn, config):
-        conn.commit()
 
 
 def _work(tick: Tick, config: Config, engine, new_files, production, force: bool) -> None:
@@ -170,17 +178,19 @@ def _record(conn, config: Config, tick: Tick) -> None:
     db.finish_run(conn, tick.hex, tick.status, "; ".join(tick.notes))
 
 
-def _report(config: Config, engine, tick: Tick) -> None:
-    """Plots and the PDF, after the tick committed: if they fail, what the tick did stays recorded."""
+def _report(config: Config, engine, run_hex: str) -> str:
+    """Plots and the PDF of a committed tick; '' or why they failed (what the tick did stays recorded)."""
     import reporting
 
     try:
-        reporting.write_report(config, engine, tick.hex)
+        reporting.write_report(config, engine, run_hex)
+        return ""
     except Exception as exc:  # not hidden: logged, noted in runs, and main() exits non-zero for cron
-        tick.report_error = f"{type(exc).__name__}: {exc}"
-        log.error("tick %s: report failed: %s", tick.hex, tick.report_error)
+        error = db.describe_error(exc)
+        log.exception("tick %s: report failed: %s", run_hex, error)
         with engine.begin() as conn:
-            db.append_run_message(conn, tick.hex, f"report failed: {tick.report_error}"[:2000])
+            db.append_run_message(conn, run_hex, f"report failed: {error}"[:2000])
+        return error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     try:
-        tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
+        with pipeline_lock(config.project_dir, wait=False) as locked:
+            if not locked:
+                log.info("another tick or step holds the pipeline lock: this tick has nothing to do")
+                return 0
+            tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
     except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
         expected = isinstance(exc, (LookupError, ValueError, OSError, RuntimeError))  # data, files, models
         log.error("tick failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)

@@ -86,10 +86,10 @@ def read_valid_rows(data: bytes, config: Config):
     frame = frame[list(config.columns)]
     for column in (*config.features, config.label):
         numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = numbers.isna() & frame[column].notna()
+        bad = (numbers.isna() & frame[column].notna()) | numbers.isin([float("inf"), float("-inf")])
         if bad.any():
             row = int(bad.idxmax())
-            return None, f"non-numeric value {frame[column][row]!r} in column {column} (line {row + 2})"
+            return None, f"non-numeric or infinite value {frame[column][row]!r} in column {column} (line {row + 2})"
         frame[column] = numbers
     labels = frame[config.label]
     bad = ~labels.isin([0, 1])
@@ -187,7 +187,7 @@ def main() -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with db.recorded_run(engine, "ingestion.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "ingestion.py") as run_hex:
         with engine.connect() as conn:
             new_files = find_new_files(config, *db.known_files(conn))
         result = ingest_files(config, new_files)

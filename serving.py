@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -127,6 +128,8 @@ def frame_from_records(records, features: tuple[str, ...]):
             # JSON true/false would pass as 1/0 and strings hide typos: features are numbers or null.
             if isinstance(value, bool) or not isinstance(value, int | float | type(None)):
                 abort(400, description=f"feature {feature} must be a number or null (record {number})")
+            if isinstance(value, int) and abs(value) > sys.float_info.max:  # no float can hold it
+                abort(400, description=f"feature {feature} is out of range (record {number})")
     return pd.DataFrame.from_records(records)
 
 

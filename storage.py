@@ -4,6 +4,8 @@ import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -54,3 +56,18 @@ def load_model(path: Path, expected_sha256: str):
     if sha256_bytes(data) != expected_sha256:
         raise ModelIntegrityError(f"model file {Path(path).name} does not match its recorded sha256")
     return pickle.loads(data)
+
+
+@contextmanager
+def pipeline_lock(project_dir: Path, wait: bool) -> Iterator[bool]:
+    """Hold the project's .pipeline.lock, so that one tick or step at a time rewrites the data
+    sets and the model; yields False (holding nothing) if it is taken and wait is False."""
+    import fcntl
+
+    with open(Path(project_dir) / ".pipeline.lock", "a") as handle:  # closing the file releases it
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True

@@ -69,7 +69,7 @@ def main() -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with db.recorded_run(engine, "training.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "training.py") as run_hex:
         frame = read_dataset(config.finaldata_csv, config)
         model = train_model(frame, config)
         path = model_path(config, run_hex)

@@ -113,8 +113,31 @@ def test_the_cron_wrapper_logs_and_never_overlaps(checkout):
         holder.wait()
 
 
-@pytest.mark.parametrize("delay", [1.0, 2.5, 3.8, 6.0])  # start, ingestion, training, deploy, report
-def test_a_tick_killed_at_any_moment_loses_nothing(checkout, delay):
+def _changed(path, since: float) -> bool:
+    return path.exists() and path.stat().st_mtime > since
+
+
+# Moments of a tick, each seen from outside: the kill lands right after it.
+MILESTONES = {
+    "started": lambda root, engine, t0: _running_runs(engine) != [],
+    "ingested": lambda root, engine, t0: _changed(root / "testdata" / "testdata.csv", t0),
+    "trained": lambda root, engine, t0: any(_changed(p, t0) for p in (root / "models").glob("model_*.pkl")),
+    "deployed": lambda root, engine, t0: _changed(root / "production_deployment" / "trainedmodel.pkl", t0),
+    "reporting": lambda root, engine, t0: _changed(root / "static" / "f1.png", t0),
+}
+
+
+def _running_runs(engine):
+    import sqlalchemy as sa
+
+    import db
+
+    with engine.connect() as conn:
+        return conn.execute(sa.select(db.runs.c.hex).where(db.runs.c.status == "running")).all()
+
+
+@pytest.mark.parametrize("milestone", MILESTONES)
+def test_a_tick_killed_at_any_moment_loses_nothing(checkout, milestone):
     import pandas as pd
     import sqlalchemy as sa
 
@@ -124,23 +147,28 @@ def test_a_tick_killed_at_any_moment_loses_nothing(checkout, delay):
 
     root, env = checkout
     run(checkout, str(root / "fullprocess.py"))
-    for seed in (21, 22, 23):  # enough rows that the kill lands inside the work: drift and retrain
+    for seed in (21, 22, 23):  # flipped labels: the tick ingests, detects drift, retrains and deploys
         datagen.generate(60_000, seed=seed, flip=1.0).to_csv(root / "sourcedata" / f"new_{seed}.csv", index=False)
+    engine = db.make_engine(env["DATABASE_URL"])
+    started = time.time()
+    time.sleep(0.05)  # file times must tell this tick's writes from the first tick's
     tick = subprocess.Popen([sys.executable, str(root / "fullprocess.py")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    tick.kill()  # SIGKILL, in whichever step the tick is (a 180,000-row tick takes about 8 s here)
-    tick.wait()
+    while not MILESTONES[milestone](root, engine, started):
+        assert tick.poll() is None, f"the tick ended before {milestone}"
+        time.sleep(0.005)
+    tick.kill()  # SIGKILL: no cleanup of any kind
+    assert tick.wait() == -9, "the tick finished before the kill"
     run(checkout, str(root / "fullprocess.py"))  # the next tick finishes or redoes the work
     stored = pd.concat([pd.read_csv(root / "ingesteddata" / "finaldata.csv"), pd.read_csv(root / "testdata" / "testdata.csv")])
     sent = pd.concat([pd.read_csv(p) for p in sorted((root / "sourcedata").glob("*.csv"))]).drop_duplicates()
     assert len(stored) == len(stored.drop_duplicates()) == len(sent)
-    engine = db.make_engine(env["DATABASE_URL"])
     with engine.connect() as conn:
         production = db.production_model(conn)
         files = conn.execute(sa.select(db.ingested_files.c.file)).scalars().all()
-        running = conn.execute(sa.select(db.runs).where(db.runs.c.status == "running")).all()
+        work = conn.execute(sa.select(db.runs.c.hex).where(db.runs.c.status.in_(db.WORK_STATUSES))).scalars().all()
+    assert _running_runs(engine) == []
     engine.dispose()
     assert sorted(files) == sorted(p.name for p in (root / "sourcedata").glob("*.csv"))
-    assert running == []
     assert storage.sha256_file(root / "production_deployment" / "trainedmodel.pkl") == production.sha256
+    assert sorted(p.name for p in (root / "reports").glob("*.pdf")) == sorted(f"report_{h}.pdf" for h in work)
