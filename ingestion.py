@@ -89,7 +89,7 @@ def read_valid_rows(data: bytes, config: Config):
         bad = (numbers.isna() & frame[column].notna()) | numbers.isin([float("inf"), float("-inf")])
         if bad.any():
             row = int(bad.idxmax())
-            return None, f"non-numeric or infinite value {frame[column][row]!r} in column {column} (line {row + 2})"
+            return None, f"non-numeric or infinite value '{frame[column][row]}' in column {column} (line {row + 2})"
         frame[column] = numbers
     labels = frame[config.label]
     bad = ~labels.isin([0, 1])

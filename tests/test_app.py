@@ -159,6 +159,7 @@ def test_malformed_requests(client, deployed, body, content_type, status, fragme
     ({**RECORD, "number_of_employees": "many"}, "number_of_employees must be a number or null (record 2)"),
     ({**RECORD, "lastmonth_activity": True}, "lastmonth_activity must be a number or null (record 2)"),
     ({**RECORD, "lastmonth_activity": float("inf")}, "infinite value in feature column lastmonth_activity (row 2)"),
+    ({**RECORD, "lastyear_activity": 10**400}, "lastyear_activity is out of range (record 2)"),
 ])
 def test_missing_and_non_numeric_features_in_records(client, deployed, record, fragment):
     assert_error(predict(client, records=[RECORD, record]), 400, fragment)

@@ -72,6 +72,26 @@ def test_each_step_runs_alone(checkout):
     assert "no_new_data" in run(checkout, str(root / "fullprocess.py")).stdout
 
 
+def test_a_tick_after_ingestion_alone_trains_the_first_model(checkout):
+    root, _ = checkout
+    run(checkout, str(root / "ingestion.py"))
+    assert run(checkout, str(root / "fullprocess.py")).stdout.split()[1] == "deployed"
+
+
+def test_a_tick_waits_for_nobody_while_the_pipeline_is_busy(checkout):
+    root, env = checkout
+    holder = subprocess.Popen(["flock", str(root / ".pipeline.lock"), "sleep", "30"])
+    try:
+        time.sleep(0.3)
+        result = run(checkout, str(root / "fullprocess.py"))
+        assert "holds the pipeline lock" in result.stderr
+        assert not (root / "riskassessment.db").exists() or "sqlite" not in env["DATABASE_URL"]
+        assert not (root / "production_deployment").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_scoring_before_any_deployment_says_so(checkout):
     root, _ = checkout
     run(checkout, str(root / "ingestion.py"))
