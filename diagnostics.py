@@ -165,15 +165,12 @@ def training_reference(config: Config, model_hex: str):
     return pd.read_csv(path)
 
 
-def tick_diagnostics(config: Config, new_data, production_hex: str | None) -> dict[str, list[dict]]:
-    """A tick's rows for db.record_diagnostics: finaldata.csv's statistics, drift of the new rows, packages."""
+def tick_diagnostics(config: Config, new_data, final, production_hex: str | None) -> dict[str, list[dict]]:
+    """A tick's rows for db.record_diagnostics: statistics of finaldata (final), drift of the new rows, packages."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from ingestion import read_dataset
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         packages = pool.submit(outdated_packages, config)  # pip mostly waits on the network: overlap it
-        final = read_dataset(config.finaldata_csv, config)
         reference = training_reference(config, production_hex) if production_hex else None
         return {
             "feature_stats": dataframe_summary(final, config),

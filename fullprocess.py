@@ -88,8 +88,9 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
     if result.new_data.empty and not force:
         return  # only quarantined or duplicate files: still no new data
     tick.status = "no_drift"
+    final = ingestion.read_dataset(config.finaldata_csv, config) if result.finaldata is None else result.finaldata
     with _timed(tick, "diagnostics"):
-        _diagnose(tick, config, production, result.new_data)
+        _diagnose(tick, config, production, result.new_data, final)
     drifted = [row["feature"] for row in tick.diagnostics.get("data_drift", []) if row["drifted"]]
     if drifted:
         tick.notes.append(f"data drift (PSI >= {config.psi_threshold:g}) in {', '.join(drifted)}")
@@ -101,16 +102,16 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
     import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
 
     with _timed(tick, "training"):
-        model, trained_rows = _train(tick, config)
+        model, trained_rows = _train(tick, config, final)
     with _timed(tick, "evaluation"):
         _evaluate(tick, config, engine, production, model, trained_rows)
 
 
-def _diagnose(tick: Tick, config: Config, production, new_data) -> None:
+def _diagnose(tick: Tick, config: Config, production, new_data, final) -> None:
     """Statistics of the merged data, and data drift of the new rows against production's training data."""
     import diagnostics
 
-    tick.diagnostics = diagnostics.tick_diagnostics(config, new_data, production.hex if production else None)
+    tick.diagnostics = diagnostics.tick_diagnostics(config, new_data, final, production.hex if production else None)
 
 
 def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bool:
@@ -127,12 +128,11 @@ def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bo
     return drifted
 
 
-def _train(tick: Tick, config: Config):
-    """Train on all ingested data and save the model (and its data-drift reference)."""
+def _train(tick: Tick, config: Config, frame):
+    """Train on all ingested data (frame) and save the model (and its data-drift reference)."""
     import storage
     from training import model_path, save_reference, train_model
 
-    frame = ingestion.read_dataset(config.finaldata_csv, config)
     model = train_model(frame, config)
     tick.trained = (model_path(config, tick.hex), storage.save_model(model, model_path(config, tick.hex)))
     save_reference(frame, config, tick.hex)

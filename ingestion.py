@@ -30,8 +30,7 @@ class NewFile:
 class IngestResult:
     new_data: object  # pandas.DataFrame of the valid rows of this tick's files
     records: list[dict] = field(default_factory=list)  # ingested_files rows to store
-    finaldata_rows: int = 0
-    testdata_rows: int = 0
+    finaldata: object = None  # finaldata.csv after the merge (None: nothing merged, read it if needed)
 
     @property
     def quarantined(self) -> list[dict]:
@@ -123,17 +122,19 @@ def read_dataset(path: Path, config: Config):
     return pd.read_csv(path, dtype={c: "str" for c in config.id_columns})
 
 
-def merge_rows(new_data, config: Config) -> tuple[int, int]:
-    """Add rows to finaldata.csv / testdata.csv without exact duplicates; return their sizes."""
+def merge_rows(new_data, config: Config):
+    """Add rows to finaldata.csv / testdata.csv without exact duplicates; return both as merged."""
     import pandas as pd
 
     test = held_out(new_data, config)
-    sizes = []
+    merged = []
     for path, part in ((config.finaldata_csv, new_data[~test]), (config.testdata_csv, new_data[test])):
-        merged = pd.concat([read_dataset(path, config), part], ignore_index=True).drop_duplicates(ignore_index=True)
-        storage.replace_atomically(path, lambda handle, frame=merged: frame.to_csv(handle, index=False))
-        sizes.append(len(merged))
-    return sizes[0], sizes[1]
+        old = read_dataset(path, config)
+        # An absent file reads as an untyped empty frame: concatenating it would make every column object.
+        frame = (pd.concat([old, part], ignore_index=True) if len(old) else part).drop_duplicates(ignore_index=True)
+        storage.replace_atomically(path, lambda handle, frame=frame: frame.to_csv(handle, index=False))
+        merged.append(frame)
+    return merged[0], merged[1]
 
 
 def read_new_file(new_file: NewFile, config: Config):
@@ -168,8 +169,8 @@ def ingest_files(config: Config, new_files: list[NewFile]) -> IngestResult:
     if not frames:
         return IngestResult(pd.DataFrame(columns=list(config.columns)), records)
     new_data = pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
-    final_rows, test_rows = merge_rows(new_data, config)
-    return IngestResult(new_data, records, final_rows, test_rows)
+    finaldata, _ = merge_rows(new_data, config)
+    return IngestResult(new_data, records, finaldata)
 
 
 def summary(result: IngestResult) -> str:

@@ -54,7 +54,8 @@ def test_held_out_rows_are_chosen_by_content_and_about_the_configured_share(sqli
 def test_merge_removes_exact_duplicates_and_never_loses_a_row(sqlite_project):
     first, second = datagen.generate(500, seed=1), datagen.generate(300, seed=2)
     ingestion.merge_rows(first, sqlite_project)
-    final_rows, test_rows = ingestion.merge_rows(pd.concat([second, first.head(100)], ignore_index=True), sqlite_project)
+    final, test = ingestion.merge_rows(pd.concat([second, first.head(100)], ignore_index=True), sqlite_project)
+    final_rows, test_rows = len(final), len(test)
     merged = pd.concat([ingestion.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
                         ingestion.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
     expected = pd.concat([first, second]).drop_duplicates()
