@@ -188,7 +188,7 @@ def scoring():
 def summary_stats():
     """Mean, median and std of each feature, computed by the run that trained the production model."""
     with state("engine").connect() as conn:
-        key = db.production_key(conn)
+        key = db.production_model(conn)
         if key is None:
             raise serving.NoModelDeployed(serving.NO_MODEL)
         rows = db.run_rows(conn, db.feature_stats, key.hex)

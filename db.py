@@ -227,11 +227,6 @@ def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
 
 # --- API and dashboard queries (app.py, dashboard.py): read-only ------------------------------
 
-def production_key(conn: sa.Connection):
-    """(hex, sha256) of the production model, or None: the cheap check behind the API's hot reload."""
-    return conn.execute(sa.select(models.c.hex, models.c.sha256).where(models.c.is_production)).first()
-
-
 def production_score(conn: sa.Connection):
     """The f1 row marked production (f1_score, model_hex), or None before the first deployment."""
     return conn.execute(sa.select(f1.c.f1_score, f1.c.model_hex, f1.c.hex).where(f1.c.is_production)).first()

@@ -101,10 +101,13 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
             return
     import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
 
+    from training import train_and_save
+
     with _timed(tick, "training"):
-        model, trained_rows = _train(tick, config, final)
+        model, path, sha = train_and_save(final, config, tick.hex)
     with _timed(tick, "evaluation"):
-        _evaluate(tick, config, engine, production, model, trained_rows)
+        new_f1 = _evaluate(tick, config, engine, production, model)
+    tick.trained = (path, sha, new_f1, len(final))
 
 
 def _diagnose(tick: Tick, config: Config, production, new_data, final) -> None:
@@ -128,26 +131,12 @@ def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bo
     return drifted
 
 
-def _train(tick: Tick, config: Config, frame):
-    """Train on all ingested data (frame) and save the model (and its data-drift reference)."""
-    import storage
-    from training import model_path, save_reference, train_model
-
-    model = train_model(frame, config)
-    tick.trained = (model_path(config, tick.hex), storage.save_model(model, model_path(config, tick.hex)))
-    save_reference(frame, config, tick.hex)
-    return model, len(frame)
-
-
-def _evaluate(tick: Tick, config: Config, engine, production, model, trained_rows: int) -> None:
-    """Deploy the new model if it is at least as good as production on held-out rows."""
+def _evaluate(tick: Tick, config: Config, engine, production, model) -> float:
+    """Decide to deploy the new model if it is at least as good as production on held-out rows; its F1."""
     from scoring import evaluation_data, load_production_model, score_model
-    from training import relative_to_project
 
     held_out = evaluation_data(config)
     new_f1 = score_model(model, held_out, config)
-    path, sha = tick.trained
-    tick.trained = (relative_to_project(path, config), sha, new_f1, trained_rows)
     old_f1 = None
     if production is not None:
         with engine.connect() as conn:
@@ -158,6 +147,7 @@ def _evaluate(tick: Tick, config: Config, engine, production, model, trained_row
     tick.status = "deployed" if tick.deploy else "kept"
     versus = "no model in production" if old_f1 is None else f"production {old_f1:.4f}"
     tick.notes.append(f"new model F1 {new_f1:.4f} on {len(held_out)} held-out rows vs {versus}: {tick.status}")
+    return new_f1
 
 
 def _record(conn, config: Config, tick: Tick) -> None:

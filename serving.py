@@ -59,7 +59,7 @@ class ModelCache:
 
     def get(self, conn):
         """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for a file that does not match."""
-        key = db.production_key(conn)
+        key = db.production_model(conn)
         if key is None:
             raise NoModelDeployed(NO_MODEL)
         with self._lock:

@@ -60,6 +60,15 @@ def relative_to_project(path, config: Config) -> str:
         return str(path)
 
 
+def train_and_save(frame, config: Config, model_hex: str):
+    """Train on frame and save the model with its data-drift reference; (model, stored path, sha256)."""
+    model = train_model(frame, config)
+    path = model_path(config, model_hex)
+    sha = storage.save_model(model, path)
+    save_reference(frame, config, model_hex)
+    return model, relative_to_project(path, config), sha
+
+
 def main() -> int:
     """Train on finaldata.csv, save models/model_<hex>.pkl and record it (not deployed)."""
     from config import load_config, setup_logging
@@ -71,13 +80,10 @@ def main() -> int:
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "training.py") as run_hex:
         frame = read_dataset(config.finaldata_csv, config)
-        model = train_model(frame, config)
-        path = model_path(config, run_hex)
-        sha = storage.save_model(model, path)
-        save_reference(frame, config, run_hex)
+        model, path, sha = train_and_save(frame, config, run_hex)
         score = score_model(model, evaluation_data(config), config)
         with engine.begin() as conn:
-            db.record_model(conn, run_hex, relative_to_project(path, config), sha, score, len(frame))
+            db.record_model(conn, run_hex, path, sha, score, len(frame))
             db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")
     print(f"model {run_hex}: trained on {len(frame)} rows, F1 on test data {score:.4f}, saved to {path}")
     return 0
