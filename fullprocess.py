@@ -161,7 +161,9 @@ def _record(conn, config: Config, tick: Tick) -> None:
         if stage in tick.stages:
             conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
     if tick.trained:
-        db.record_model(conn, tick.hex, *tick.trained)
+        from training import record_model
+
+        record_model(conn, config, tick.hex, *tick.trained)
     db.record_diagnostics(conn, tick.hex, tick.diagnostics)
     if tick.deploy:
         deployment.deploy_model(conn, config, tick.hex, tick.hex)

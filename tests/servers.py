@@ -20,7 +20,7 @@ import reporting
 import storage
 from config import PROJECT_DIR
 from fullprocess import run_tick
-from training import model_path, relative_to_project, train_model
+from training import model_path, record_model, relative_to_project, train_model
 
 OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
@@ -93,7 +93,7 @@ def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     sha = storage.save_model(train_model(frame, project), path)
     with engine.begin() as conn:
         db.start_run(conn, hex_id, "deployment.py")
-        db.record_model(conn, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
+        record_model(conn, project, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
         deployment.deploy_model(conn, project, hex_id, hex_id)
         db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
     return hex_id
