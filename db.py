@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from config import describe_error
+
 log = logging.getLogger(__name__)
 metadata = sa.MetaData()
 
@@ -188,20 +190,6 @@ def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:
     conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=now()))
     conn.execute(f1.insert().values(hex=run_hex, model_hex=hex_id, f1_score=row.f1_score, dataset="testdata",
                                     is_production=True))
-
-
-def describe_error(exc: BaseException) -> str:
-    """The reason for runs.message, which the API serves: no server path and no SQL in it
-    (the log keeps the details)."""
-    import os
-
-    if isinstance(exc, OSError) and exc.filename:
-        text = f"{exc.strerror or exc}: {os.path.basename(exc.filename)}"
-    elif isinstance(exc, sa.exc.SQLAlchemyError):
-        text = "database error: " + str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    else:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:2000]
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import db
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 PSI_EPSILON = 1e-4  # share given to an empty bin, so that PSI stays finite
@@ -255,16 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     with engine.connect() as conn:
         production = db.production_model(conn)
     if production is None and args.what != "outdated":
-        print("error: no model is deployed yet: run fullprocess.py first", file=sys.stderr)
-        return 1
-    try:
-        for what in [args.what] if args.what else SHOW:
-            SHOW[what](config, engine)
-    except (OSError, LookupError, ValueError, RuntimeError) as exc:  # e.g. a model file that does not match
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise LookupError("no model is deployed yet: run fullprocess.py first")
+    for what in [args.what] if args.what else SHOW:
+        SHOW[what](config, engine)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

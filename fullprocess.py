@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import db
 import ingestion
-from config import Config
+from config import Config, describe_error, run_script
 from storage import pipeline_lock
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _report(config: Config, engine, run_hex: str) -> str:
         reporting.write_report(config, engine, run_hex)
         return ""
     except Exception as exc:  # not hidden: logged, noted in runs, and main() exits non-zero for cron
-        error = db.describe_error(exc)
+        error = describe_error(exc)
         log.exception("tick %s: report failed: %s", run_hex, error)
         with engine.begin() as conn:
             db.append_run_message(conn, run_hex, f"report failed: {error}"[:2000])
@@ -191,19 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config()
-    try:
-        with pipeline_lock(config.project_dir, wait=False) as locked:
-            if not locked:
-                log.info("another tick or step holds the pipeline lock: this tick has nothing to do")
-                return 0
-            tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
-    except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
-        expected = isinstance(exc, (LookupError, ValueError, OSError, RuntimeError))  # data, files, models
-        log.error("tick failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)
-        return 1
+    with pipeline_lock(config.project_dir, wait=False) as locked:
+        if not locked:
+            log.info("another tick or step holds the pipeline lock: this tick has nothing to do")
+            return 0
+        tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
     print(f"{tick.hex} {tick.status}" + (f" (report failed: {tick.report_error})" if tick.report_error else ""))
     return 1 if tick.report_error else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 import db
 import plots
 import storage
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 F1_ROWS = 20  # the PDF's F1 table: the most recent records (the plot shows them all)
@@ -306,16 +306,11 @@ def main() -> int:
     with engine.connect() as conn:
         run = db.latest_work_run(conn)
     if run is None:
-        print("error: no tick has ingested data yet: run fullprocess.py first", file=sys.stderr)
-        return 1
-    try:
-        path = write_report(config, engine, run.hex)
-    except (LookupError, ValueError, RuntimeError) as exc:  # no model yet, no data, or a model file that does not match
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise LookupError("no tick has ingested data yet: run fullprocess.py first")
+    path = write_report(config, engine, run.hex)
     print(f"report of tick {run.hex}: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

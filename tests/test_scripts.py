@@ -16,18 +16,26 @@ STEP_MODULES = ["config", "db", "storage", "ingestion", "training", "scoring", "
 HEAVY = ("pandas", "sklearn", "matplotlib", "reportlab", "scipy")
 
 
-@pytest.fixture
-def checkout(tmp_path, database_url):
-    """A copy of the project's code, config and sample data, with DATABASE_URL set."""
-    root = tmp_path / "checkout"
+def copy_project(root):
+    """A copy of the project's code, config and sample data, as an operator's checkout."""
     root.mkdir()
     for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "execute_fullprocess.sh",
                  PROJECT_DIR / "requirements.txt"]:
         shutil.copy(path, root / path.name)
     shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     write_config(root, outdated_timeout_seconds=0)  # pip asks the network: tested in test_diagnostics
+    return root
+
+
+def script_env(database_url: str) -> dict:
     path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"  # the wrapper's python3
-    return root, {**os.environ, "DATABASE_URL": database_url, "MPLBACKEND": "Agg", "PATH": path}
+    return {**os.environ, "DATABASE_URL": database_url, "MPLBACKEND": "Agg", "PATH": path}
+
+
+@pytest.fixture
+def checkout(tmp_path, database_url):
+    """A copy of the project with DATABASE_URL set."""
+    return copy_project(tmp_path / "checkout"), script_env(database_url)
 
 
 def run(checkout, *args, check=True):
@@ -56,7 +64,7 @@ def test_a_failed_tick_exits_non_zero_and_says_why(checkout):
                                                  "number_of_employees,exited\nab,1,2,3,1\ncd,4,5,6,1\n")
     result = run(checkout, str(root / "fullprocess.py"), check=False)
     assert result.returncode == 1
-    assert "tick failed: ValueError: cannot train" in result.stderr
+    assert "ERROR fullprocess.py: ValueError: cannot train" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -192,3 +200,37 @@ def test_a_tick_killed_at_any_moment_loses_nothing(checkout, milestone):
     assert sorted(files) == sorted(p.name for p in (root / "sourcedata").glob("*.csv"))
     assert storage.sha256_file(root / "production_deployment" / "trainedmodel.pkl") == production.sha256
     assert sorted(p.name for p in (root / "reports").glob("*.pdf")) == sorted(f"report_{h}.pdf" for h in work)
+
+
+# --- one way to fail ---------------------------------------------------------------------------
+
+SCRIPTS = ["fullprocess.py", "ingestion.py", "training.py", "scoring.py", "deployment.py", "diagnostics.py",
+           "reporting.py", "dbsetup.py", "drop_tables.py"]
+
+
+@pytest.fixture(params=["truncated sqlite", "unreachable postgresql"])
+def broken_database(request, tmp_path):
+    """(DATABASE_URL, what the one line must say): the first 1,000 bytes of a real SQLite
+    database, or a PostgreSQL server that is not there (nothing listens on port 1)."""
+    if request.param == "unreachable postgresql":
+        return "postgresql://postgres@127.0.0.1:1/riskassessment", "Connection refused"
+    import db
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'real.db'}")
+    db.create_tables(engine)
+    engine.dispose()
+    (tmp_path / "truncated.db").write_bytes((tmp_path / "real.db").read_bytes()[:1000])
+    return f"sqlite:///{tmp_path / 'truncated.db'}", "database disk image is malformed"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_broken_database_is_one_line_and_exit_code_1(tmp_path, broken_database, script):
+    url, reason = broken_database
+    root = copy_project(tmp_path / "checkout")
+    command = [sys.executable, str(root / script), *(["--yes"] if script == "drop_tables.py" else [])]
+    result = subprocess.run(command, cwd="/", env=script_env(url), stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"ERROR {script}: " in result.stderr
+    assert reason in result.stderr
