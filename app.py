@@ -131,10 +131,8 @@ def number(value):
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite returns the stored UTC times without their zone."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    """ISO 8601 in UTC (the database gives aware UTC times: db.UTCDateTime)."""
+    return None if value is None else value.isoformat()
 
 
 def run_json(row) -> dict:

@@ -28,8 +28,9 @@ def index():
             "last_check": next((r for r in db.f1_history(conn, 50) if r.dataset == "newdata"), None),
             "quarantined": db.quarantined_files(conn, 50),
             "file_counts": db.file_counts(conn),
+            # Both from the run that trained the production model: one data set, not two ticks' worth.
             "stats": db.run_rows(conn, db.feature_stats, model.hex) if model else [],
-            "missing": {r.feature: r.percentage for r in db.latest_run_rows(conn, db.missing_data)},
+            "missing": {r.feature: r.percentage for r in db.run_rows(conn, db.missing_data, model.hex)} if model else {},
             "timing": db.latest_run_rows(conn, db.script_timing),
             "drift": db.latest_run_rows(conn, db.data_drift),
             "outdated": _outdated_packages(conn),
@@ -56,10 +57,8 @@ def _outdated_packages(conn) -> list:
 
 def _plots(config) -> dict[str, str | None]:
     """URL (with a version that changes when the file does) of each plot reporting.py draws, None when absent."""
-    names = {"f1": "f1.png", "confusionmatrix": "confusionmatrix.png", "timing": "timing.png"}
-    names.update({feature: plots.file_name(feature) for feature in config.features})
     urls = {}
-    for key, name in names.items():
+    for key, name in plots.plot_files(config.features).items():
         try:
             urls[key] = url_for("dashboard.plot", name=name, v=(config.static_path / name).stat().st_mtime_ns)
         except FileNotFoundError:  # not drawn yet: the template shows an empty state, not a broken image
@@ -78,8 +77,7 @@ def when(value: dt.datetime | None) -> str:
     """A stored time as 'YYYY-MM-DD HH:MM UTC'."""
     if value is None:
         return "—"
-    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite drops the (UTC) zone
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M UTC")  # stored times come back in UTC (db.UTCDateTime)
 
 
 @bp.app_template_filter("duration")

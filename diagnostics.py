@@ -59,6 +59,11 @@ def missing_data(frame, config: Config) -> list[dict]:
     return [{"feature": c, "percentage": float(frame[c].isna().mean()) if len(frame) else 0.0} for c in config.columns]
 
 
+def training_data(frame, config: Config) -> dict[str, list[dict]]:
+    """Rows for db.record_diagnostics describing the data a model trains on: feature statistics and missing data."""
+    return {"feature_stats": dataframe_summary(frame, config), "missing_data": missing_data(frame, config)}
+
+
 def execution_time(conn, run_hex: str | None = None) -> list[dict]:
     """Seconds taken by ingestion.py and training.py in one tick (default: the latest that measured them)."""
     rows = db.run_rows(conn, db.script_timing, run_hex) if run_hex else db.latest_run_rows(conn, db.script_timing)
@@ -173,8 +178,7 @@ def tick_diagnostics(config: Config, new_data, final, production_hex: str | None
         packages = pool.submit(outdated_packages, config)  # pip mostly waits on the network: overlap it
         reference = training_reference(config, production_hex) if production_hex else None
         return {
-            "feature_stats": dataframe_summary(final, config),
-            "missing_data": missing_data(final, config),
+            **training_data(final, config),
             "data_drift": [] if reference is None else data_drift(new_data, reference, config),
             "outdated_packages": packages.result(),
         }

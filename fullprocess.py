@@ -157,9 +157,8 @@ def _record(conn, config: Config, tick: Tick) -> None:
     db.record_files(conn, tick.hex, tick.files)
     for model_hex, score, dataset, rows in tick.scores:
         db.record_f1(conn, tick.hex, model_hex, score, dataset, rows)
-    for stage, script in SCRIPT_TIMING.items():
-        if stage in tick.stages:
-            conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
+    db.record_timing(conn, tick.hex, {script: tick.stages[stage] for stage, script in SCRIPT_TIMING.items()
+                                      if stage in tick.stages})
     if tick.trained:
         db.record_model(conn, tick.hex, *tick.trained)
     db.record_diagnostics(conn, tick.hex, tick.diagnostics)

@@ -64,18 +64,16 @@ def write_plots(config: Config, engine, facts: Facts) -> dict[str, Path]:
     from diagnostics import model_predictions
     from scoring import evaluation_data
 
-    static = config.static_path
+    paths = {key: config.static_path / name for key, name in plots.plot_files(config.features).items()}
     held_out = evaluation_data(config)
     matrix = confusion_matrix(held_out[config.label], model_predictions(config, engine, held_out), labels=[0, 1])
     title = f"Production model {facts.production.hex[:8]}\non {len(held_out):,} held-out rows"
-    images = {
-        "confusionmatrix": plots.confusion_matrix(matrix, title, static / "confusionmatrix.png"),
-        "f1": plots.f1_history(facts.scores, facts.deployments, static / "f1.png"),
-        "timing": plots.timings(facts.timing_history, static / "timing.png"),
-    }
+    plots.confusion_matrix(matrix, title, paths["confusionmatrix"])
+    plots.f1_history(facts.scores, facts.deployments, paths["f1"])
+    plots.timings(facts.timing_history, paths["timing"])
     for feature in config.features:
-        images[feature] = plots.feature_trend(feature, facts.stats_history, static / plots.file_name(feature))
-    return images
+        plots.feature_trend(feature, facts.stats_history, paths[feature])
+    return paths
 
 
 def write_report(config: Config, engine, run_hex: str) -> Path:
@@ -91,7 +89,7 @@ def write_report(config: Config, engine, run_hex: str) -> Path:
 
 
 def _when(timestamp, zone: str = " UTC") -> str:
-    return "-" if timestamp is None else plots.utc(timestamp).strftime("%Y-%m-%d %H:%M:%S") + zone
+    return "-" if timestamp is None else timestamp.strftime("%Y-%m-%d %H:%M:%S") + zone
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -217,7 +215,7 @@ def _summary(story: _Story, config: Config, facts: Facts, images) -> None:
 def _files(story: _Story, config: Config, facts: Facts, images) -> None:
     story.heading("Files of this tick")
     if not facts.files:
-        story.text("No new files (the tick was forced).")
+        story.text("No new files in this run (a forced tick, or training.py run alone).")
         return
     rows = [[f.file, f"{f.rows:,}", f.status, f.error or "-"] for f in facts.files]
     story.table(["file", "rows", "status", "reason for quarantine"], rows, [0.34, 0.12, 0.14, 0.4])
@@ -296,7 +294,7 @@ def _outdated(story: _Story, config: Config, facts: Facts, images) -> None:
 
 
 def main() -> int:
-    """Regenerate the plots and the PDF of the latest tick that ingested data."""
+    """Regenerate the plots and the PDF of the latest tick that ingested data (or training.py run)."""
     from config import load_config, setup_logging
 
     setup_logging()
@@ -304,9 +302,9 @@ def main() -> int:
     engine = db.make_engine(config.database_url)
     db.create_tables(engine)
     with engine.connect() as conn:
-        run = db.latest_work_run(conn)
+        run = db.latest_work_run(conn, training_runs=True)
     if run is None:
-        raise LookupError("no tick has ingested data yet: run fullprocess.py first")
+        raise LookupError("no tick has ingested data and no model has been trained yet: run fullprocess.py first")
     path = write_report(config, engine, run.hex)
     print(f"report of tick {run.hex}: {path}")
     return 0

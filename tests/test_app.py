@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from servers import OUTDATED, RECORD, add_csv, deploy, offline, redeploy
 
 import db
+import plots
 import serving
 import storage
 from app import create_app
@@ -333,9 +334,9 @@ def test_report_and_plots_of_a_real_tick(sqlite_project):
     page = client.get("/").get_data(as_text=True)
     assert 'href="/report"' in page
     assert "No plot yet" not in page
-    for name in ("f1", "confusionmatrix", "timing", *sqlite_project.features):
-        assert f'src="/plots/{name}.png?v=' in page
-        with client.get(f"/plots/{name}.png") as plot:
+    for name in plots.plot_files(sqlite_project.features).values():
+        assert f'src="/plots/{name}?v=' in page
+        with client.get(f"/plots/{name}") as plot:
             assert plot.mimetype == "image/png"
 
 

@@ -36,8 +36,7 @@ def add_csv(config, name, rows, seed, **options):
 
 
 def plot_paths(config):
-    names = ["confusionmatrix.png", "f1.png", "timing.png", *(plots.file_name(f) for f in config.features)]
-    return [config.static_path / name for name in names]
+    return [config.static_path / name for name in plots.plot_files(config.features).values()]
 
 
 def assert_valid_png(path):

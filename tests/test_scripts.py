@@ -234,3 +234,67 @@ def test_a_broken_database_is_one_line_and_exit_code_1(tmp_path, broken_database
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert f"ERROR {script}: " in result.stderr
     assert reason in result.stderr
+
+
+# --- steps by hand -------------------------------------------------------------------------------
+
+EMPTY_STATES = ["No model is deployed yet", "no new data checked yet", "No plot yet", "No feature statistics",
+                "No data drift measured yet", "No timings yet", "No report yet", "Nothing has run yet",
+                "No quarantined files"]
+
+
+def add_blanks(root):
+    """A file with missing values in features and ids, so that missing data is measured, not only zeros."""
+    import datagen
+
+    frame = datagen.generate(500, seed=3).astype({"lastmonth_activity": "float64"})
+    frame.loc[::7, "lastmonth_activity"] = None
+    frame.loc[::11, "corporation"] = None
+    frame.to_csv(root / "sourcedata" / "with_blanks.csv", index=False)
+
+
+def what_it_shows(root, database_url):
+    """/summarystats, /diagnostics' missing data, the dashboard's empty sections and every timing recorded."""
+    import db
+    from app import create_app
+    from config import load_config
+
+    app = create_app(load_config(root, database_url=database_url))
+    client = app.test_client()
+    page = client.get("/").get_data(as_text=True)
+    shown = {"summarystats": client.get("/summarystats").json["data"],
+             "missing_data": client.get("/diagnostics").json["missing_data"],
+             "empty sections": [state for state in EMPTY_STATES if state in page]}
+    with app.extensions["drat"]["engine"].connect() as conn:
+        shown["timings"] = [r.file for r in db.history(conn, db.script_timing)]
+    app.extensions["drat"]["engine"].dispose()
+    return shown
+
+
+def test_steps_run_by_hand_leave_what_a_tick_leaves(tmp_path, database_url):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    import db
+
+    env = script_env(database_url)
+    hand = copy_project(tmp_path / "hand")
+    add_blanks(hand)
+    for script in ("ingestion.py", "training.py", "deployment.py", "scoring.py", "reporting.py"):
+        run((hand, env), str(hand / script))
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        scored = conn.execute(sa.select(db.f1).join(db.runs, db.runs.c.hex == db.f1.c.hex)
+                              .where(db.runs.c.command == "scoring.py")).one()
+    assert scored.rows == len(pd.read_csv(hand / "testdata" / "testdata.csv"))
+    by_hand = what_it_shows(hand, database_url)
+    db.drop_tables(engine)  # the same database server, empty again, for the tick's copy
+    engine.dispose()
+    tick = copy_project(tmp_path / "tick")
+    add_blanks(tick)
+    run((tick, env), str(tick / "fullprocess.py"))
+    by_tick = what_it_shows(tick, database_url)
+    assert by_hand == by_tick
+    assert by_tick["empty sections"] == ["no new data checked yet", "No data drift measured yet", "No quarantined files"]
+    assert dict(by_tick["missing_data"])["lastmonth_activity"] > 0
+    assert by_tick["timings"] == ["ingestion.py", "training.py"]
