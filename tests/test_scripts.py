@@ -298,3 +298,55 @@ def test_steps_run_by_hand_leave_what_a_tick_leaves(tmp_path, database_url):
     assert by_tick["empty sections"] == ["no new data checked yet", "No data drift measured yet", "No quarantined files"]
     assert dict(by_tick["missing_data"])["lastmonth_activity"] > 0
     assert by_tick["timings"] == ["ingestion.py", "training.py"]
+
+
+# --- database scripts ----------------------------------------------------------------------------
+
+def our_tables(database_url) -> set[str]:
+    import sqlalchemy as sa
+
+    import db
+
+    engine = db.make_engine(database_url)
+    try:
+        return set(db.metadata.tables) & set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_dbsetup_creates_the_tables_and_can_run_again(checkout):
+    import db
+
+    root, env = checkout
+    for _ in range(2):
+        result = run(checkout, str(root / "dbsetup.py"))
+        assert result.stderr == ""
+    assert our_tables(env["DATABASE_URL"]) == set(db.metadata.tables)
+
+
+def drop_tables_answering(checkout, answer: str | None, *args):
+    """drop_tables.py with answer typed on stdin, or (None) with stdin closed: no one to answer."""
+    root, env = checkout
+    stdin = {"stdin": subprocess.DEVNULL} if answer is None else {"input": answer}
+    return subprocess.run([sys.executable, str(root / "drop_tables.py"), *args], cwd="/", env=env,
+                          capture_output=True, text=True, timeout=120, **stdin)
+
+
+def test_drop_tables_asks_and_drops_only_on_yes(checkout):
+    import db
+
+    root, env = checkout
+    run(checkout, str(root / "ingestion.py"))  # tables with rows in them
+    everything = set(db.metadata.tables)
+    declined = drop_tables_answering(checkout, "n\n")
+    assert declined.returncode == 1
+    assert "nothing dropped" in declined.stdout
+    closed = drop_tables_answering(checkout, None)
+    assert closed.returncode == 1
+    assert len(closed.stderr.splitlines()) == 1, closed.stderr
+    assert "no answer on standard input (no terminal): nothing dropped; pass --yes" in closed.stderr
+    assert our_tables(env["DATABASE_URL"]) == everything
+    assert "0 file(s) ingested" in run(checkout, str(root / "ingestion.py")).stdout  # the rows are still there
+    dropped = drop_tables_answering(checkout, None, "--yes")
+    assert dropped.returncode == 0, dropped.stderr
+    assert our_tables(env["DATABASE_URL"]) == set()
