@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from servers import OUTDATED, RECORD, add_csv, deploy, offline, redeploy
+from conftest import OUTDATED, add_csv, offline
+from servers import RECORD, deploy, redeploy
 
 import db
 import plots
@@ -22,14 +23,8 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001
 
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    offline(monkeypatch, reports=True)
-
-
-@pytest.fixture
-def no_reports(monkeypatch):
-    """Most tests need no plots or PDF, which take seconds to draw (one test draws them for real)."""
-    offline(monkeypatch)
+def _offline(no_pip):
+    """No test here asks pip; most also need no plots or PDF (no_reports), one draws them for real."""
 
 
 @pytest.fixture

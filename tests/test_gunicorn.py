@@ -3,7 +3,8 @@
 import json
 import urllib.request
 
-from servers import RECORD, deploy, live_server, offline, redeploy
+from conftest import offline
+from servers import RECORD, deploy, live_server, redeploy
 
 
 def predict(url: str) -> dict:
