@@ -98,10 +98,11 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
 
 
 def setup_logging(level: int = 20) -> None:
-    """Log to stderr once per entry point; cron's wrapper appends it to the log file."""
+    """Log to stderr once per entry point; cron's wrapper appends it to the log file. Each line
+    names its process (name[pid], as syslog does): gunicorn's workers share one log."""
     import logging
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
 
 
 def describe_error(exc: BaseException) -> str:

@@ -1,10 +1,12 @@
 """The scripts as an operator runs them: in a copy of the project, as separate processes."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from conftest import write_config
@@ -64,7 +66,7 @@ def test_a_failed_tick_exits_non_zero_and_says_why(checkout):
                                                  "number_of_employees,exited\nab,1,2,3,1\ncd,4,5,6,1\n")
     result = run(checkout, str(root / "fullprocess.py"), check=False)
     assert result.returncode == 1
-    assert "ERROR fullprocess.py: ValueError: cannot train" in result.stderr
+    assert re.search(r"ERROR fullprocess.py\[\d+\]: ValueError: cannot train", result.stderr)
     assert "Traceback" not in result.stderr
 
 
@@ -86,18 +88,57 @@ def test_a_tick_after_ingestion_alone_trains_the_first_model(checkout):
     assert run(checkout, str(root / "fullprocess.py")).stdout.split()[1] == "deployed"
 
 
-def test_a_tick_waits_for_nobody_while_the_pipeline_is_busy(checkout):
-    root, env = checkout
-    holder = subprocess.Popen(["flock", str(root / ".pipeline.lock"), "sleep", "30"])
+def wait_for(condition, what: str, seconds: float = 30) -> None:
+    """Poll condition until it holds; fail after `seconds`, saying what never happened."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.01)
+
+
+def is_locked(path) -> bool:
+    """True while another process holds flock on path (probed without waiting)."""
+    import fcntl
+
+    if not path.exists():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False  # closing the file released the probe's own lock
+
+
+@contextmanager
+def held_by_another_process(path):
+    """Another process holds flock on path for the block; entered once the lock cannot be taken."""
+    code = "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(300)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)])
     try:
-        time.sleep(0.3)
-        result = run(checkout, str(root / "fullprocess.py"))
-        assert "holds the pipeline lock" in result.stderr
-        assert not (root / "riskassessment.db").exists() or "sqlite" not in env["DATABASE_URL"]
-        assert not (root / "production_deployment").exists()
+        wait_for(lambda: is_locked(path), f"another process to lock {path.name}")
+        yield
     finally:
-        holder.kill()
+        holder.kill()  # its lock goes with it
         holder.wait()
+
+
+def test_a_tick_waits_for_nobody_while_the_pipeline_is_busy(checkout):
+    import sqlalchemy as sa
+
+    import db
+
+    root, env = checkout
+    engine = db.make_engine(env["DATABASE_URL"])
+    db.create_tables(engine)
+    with held_by_another_process(root / ".pipeline.lock"):
+        result = run(checkout, str(root / "fullprocess.py"))
+    assert "holds the pipeline lock" in result.stderr
+    with engine.connect() as conn:  # it wrote nothing: not even a run
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.runs)).scalar() == 0
+    engine.dispose()
+    assert not (root / "production_deployment").exists()
+    assert not (root / "ingesteddata").exists()
 
 
 def test_scoring_before_any_deployment_says_so(checkout):
@@ -128,30 +169,33 @@ def test_the_cron_wrapper_logs_and_never_overlaps(checkout):
     log = (root / "logs" / "fullprocess.log").read_text()
     assert "deployed" in log
     assert "tick ends with exit code 0" in log
-    holder = subprocess.Popen(["flock", str(root / ".fullprocess.lock"), "sleep", "30"])
-    try:
-        time.sleep(0.3)
-        started = time.monotonic()
+    with held_by_another_process(root / ".fullprocess.lock"):
         blocked = subprocess.run(wrapper, cwd="/", env=env, capture_output=True, text=True, timeout=60)
-        assert blocked.returncode == 0
-        assert time.monotonic() - started < 5
-        assert (root / "logs" / "fullprocess.log").read_text() == log
-    finally:
-        holder.kill()
-        holder.wait()
+    assert blocked.returncode == 0
+    assert (root / "logs" / "fullprocess.log").read_text() == log
 
 
-def _changed(path, since: float) -> bool:
-    return path.exists() and path.stat().st_mtime > since
+def _identity(path):
+    """(inode, mtime) of a file, None if absent: every atomic replace gives the file a new inode."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _changed(path, before: dict) -> bool:
+    """The file exists and is not the one seen before the tick (new, or replaced since)."""
+    return _identity(path) not in (None, before.get(path))
 
 
 # Moments of a tick, each seen from outside: the kill lands right after it.
 MILESTONES = {
-    "started": lambda root, engine, t0: _running_runs(engine) != [],
-    "ingested": lambda root, engine, t0: _changed(root / "testdata" / "testdata.csv", t0),
-    "trained": lambda root, engine, t0: any(_changed(p, t0) for p in (root / "models").glob("model_*.pkl")),
-    "deployed": lambda root, engine, t0: _changed(root / "production_deployment" / "trainedmodel.pkl", t0),
-    "reporting": lambda root, engine, t0: _changed(root / "static" / "f1.png", t0),
+    "started": lambda root, engine, before: _running_runs(engine) != [],
+    "ingested": lambda root, engine, before: _changed(root / "testdata" / "testdata.csv", before),
+    "trained": lambda root, engine, before: any(_changed(p, before) for p in (root / "models").glob("model_*.pkl")),
+    "deployed": lambda root, engine, before: _changed(root / "production_deployment" / "trainedmodel.pkl", before),
+    "reporting": lambda root, engine, before: _changed(root / "static" / "f1.png", before),
 }
 
 
@@ -178,11 +222,10 @@ def test_a_tick_killed_at_any_moment_loses_nothing(checkout, milestone):
     for seed in (21, 22, 23):  # flipped labels: the tick ingests, detects drift, retrains and deploys
         datagen.generate(60_000, seed=seed, flip=1.0).to_csv(root / "sourcedata" / f"new_{seed}.csv", index=False)
     engine = db.make_engine(env["DATABASE_URL"])
-    started = time.time()
-    time.sleep(0.05)  # file times must tell this tick's writes from the first tick's
+    before = {path: _identity(path) for path in root.rglob("*") if path.is_file()}
     tick = subprocess.Popen([sys.executable, str(root / "fullprocess.py")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not MILESTONES[milestone](root, engine, started):
+    while not MILESTONES[milestone](root, engine, before):
         assert tick.poll() is None, f"the tick ended before {milestone}"
         time.sleep(0.005)
     tick.kill()  # SIGKILL: no cleanup of any kind
@@ -232,7 +275,7 @@ def test_a_broken_database_is_one_line_and_exit_code_1(tmp_path, broken_database
                             text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert f"ERROR {script}: " in result.stderr
+    assert re.search(rf"ERROR {re.escape(script)}\[\d+\]: ", result.stderr)
     assert reason in result.stderr
 
 
