@@ -21,7 +21,7 @@ import dashboard
 import db
 import serving
 import storage
-from config import PROJECT_DIR, Config, load_config, setup_logging
+from config import PROJECT_DIR, Config, load_config, run_script, setup_logging
 from serving import state
 
 log = logging.getLogger(__name__)
@@ -263,4 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
