@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "deployment.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
             model_hex = db.model_to_deploy(conn, args.model)
             if model_hex is None:

@@ -190,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config()
-    with pipeline_lock(config.project_dir, wait=False) as locked:
+    engine = db.make_engine(config.database_url)
+    with pipeline_lock(config.project_dir, wait=False, engine=engine) as locked:
         if not locked:
-            log.info("another tick or step holds the pipeline lock: this tick has nothing to do")
+            log.info("another tick or step (on this host or another) holds the pipeline lock: this tick has nothing to do")
             return 0
-        tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
+        tick = run_tick(config, engine, force=args.force)
     print(f"{tick.hex} {tick.status}" + (f" (report failed: {tick.report_error})" if tick.report_error else ""))
     return 1 if tick.report_error else 0
 

@@ -300,12 +300,13 @@ def main() -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     with engine.connect() as conn:
         run = db.latest_work_run(conn, training_runs=True)
     if run is None:
         raise LookupError("no tick has ingested data and no model has been trained yet: run fullprocess.py first")
-    path = write_report(config, engine, run.hex)
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
+        path = write_report(config, engine, run.hex)
     print(f"report of tick {run.hex}: {path}")
     return 0
 

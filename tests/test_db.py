@@ -6,7 +6,7 @@ import db
 
 
 def test_times_come_back_as_aware_utc(engine):
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     summer = dt.datetime(2026, 7, 1, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     with engine.begin() as conn:
         db.start_run(conn, "a" * 16, "test")
