@@ -14,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 
+from config import run_script
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -166,4 +168,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -22,7 +22,7 @@ import dashboard
 import db
 import serving
 import storage
-from config import PROJECT_DIR, Config, load_config, setup_logging
+from config import PROJECT_DIR, Config, load_config, run_script, setup_logging
 from serving import state
 
 log = logging.getLogger(__name__)
@@ -147,10 +147,8 @@ def number(value):
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite returns the stored UTC times without their zone."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    """ISO 8601 in UTC (the database gives aware UTC times: db.UTCDateTime)."""
+    return None if value is None else value.isoformat()
 
 
 def run_json(row) -> dict:
@@ -284,4 +282,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

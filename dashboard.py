@@ -33,8 +33,9 @@ def index():
             "last_check": next((r for r in db.f1_history(conn, 50) if r.dataset == "newdata"), None),
             "quarantined": db.quarantined_files(conn, 50),
             "file_counts": db.file_counts(conn),
+            # Both from the run that trained the production model: one data set, not two ticks' worth.
             "stats": db.run_rows(conn, db.feature_stats, model.hex) if model else [],
-            "missing": {r.feature: r.percentage for r in db.latest_run_rows(conn, db.missing_data)},
+            "missing": {r.feature: r.percentage for r in db.run_rows(conn, db.missing_data, model.hex)} if model else {},
             "timing": db.latest_run_rows(conn, db.script_timing),
             "drift": db.latest_run_rows(conn, db.data_drift),
             "outdated": db.latest_run_rows(conn, db.outdated_packages),
@@ -82,8 +83,7 @@ def when(value: dt.datetime | None) -> str:
     """A stored time as 'YYYY-MM-DD HH:MM UTC'."""
     if value is None:
         return "—"
-    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite drops the (UTC) zone
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M UTC")  # stored times come back in UTC (db.UTCDateTime)
 
 
 @bp.app_template_filter("duration")

@@ -12,16 +12,37 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from config import describe_error
+
 log = logging.getLogger(__name__)
 metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """DateTime(timezone=True) that gives back aware UTC datetimes on every database: SQLite
+    stores no zone (its values are naive UTC) and PostgreSQL answers in the session's zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored as UTC: {value}")
+        return None if value is None else value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
 
 runs = sa.Table(
     "runs", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("hex", sa.String(32), nullable=False, unique=True),
     sa.Column("command", sa.String(40), nullable=False),  # fullprocess.py, or a step run alone
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("message", sa.Text),
 )
@@ -84,7 +105,7 @@ models = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("f1_score", sa.Float, nullable=False),  # on testdata when it was deployed
     sa.Column("train_rows", sa.Integer),
-    sa.Column("deployed_at", sa.DateTime(timezone=True)),
+    sa.Column("deployed_at", UTCDateTime),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
 )
 
@@ -96,7 +117,7 @@ artifacts = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),  # checked before a model is unpickled
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("kind", "hex", name="uq_artifacts_kind_hex"),
 )
 
@@ -301,28 +322,25 @@ def record_model(conn: sa.Connection, hex_id: str, path: str, sha256: str, score
                                         train_rows=train_rows, is_production=False))
 
 
+def get_model(conn: sa.Connection, hex_id: str):
+    """The models row of one model, or None."""
+    return conn.execute(sa.select(models).where(models.c.hex == hex_id)).first()
+
+
+def model_to_deploy(conn: sa.Connection, hex_id: str | None = None) -> str | None:
+    """hex_id if that model is recorded, else (no hex_id) the newest model not in production; None if none."""
+    query = sa.select(models.c.hex).order_by(models.c.id.desc())
+    return conn.execute(query.where(models.c.hex == hex_id) if hex_id else query.where(~models.c.is_production)).scalar()
+
+
 def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:
     """Make a recorded model production: models and f1 flags flip in the caller's transaction."""
-    row = conn.execute(sa.select(models).where(models.c.hex == hex_id)).one()
+    row = get_model(conn, hex_id)
     conn.execute(models.update().where(models.c.is_production).values(is_production=False))
     conn.execute(f1.update().where(f1.c.is_production).values(is_production=False))
     conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=now()))
     conn.execute(f1.insert().values(hex=run_hex, model_hex=hex_id, f1_score=row.f1_score, dataset="testdata",
                                     is_production=True))
-
-
-def describe_error(exc: BaseException) -> str:
-    """The reason for runs.message, which the API serves: no server path and no SQL in it
-    (the log keeps the details)."""
-    import os
-
-    if isinstance(exc, OSError) and exc.filename:
-        text = f"{exc.strerror or exc}: {os.path.basename(exc.filename)}"
-    elif isinstance(exc, sa.exc.SQLAlchemyError):
-        text = "database error: " + str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    else:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:2000]
 
 
 @contextmanager
@@ -454,6 +472,12 @@ WORK_STATUSES = ("no_drift", "deployed", "kept")  # ticks that ingested rows: th
 DIAGNOSTIC_TABLES = {t.name: t for t in (feature_stats, missing_data, data_drift, outdated_packages)}
 
 
+def record_timing(conn: sa.Connection, hex_id: str, seconds: dict[str, float]) -> None:
+    """Seconds each step script (ingestion.py, training.py) took in one run."""
+    if seconds:
+        conn.execute(script_timing.insert(), [{"file": f, "timing": t, "hex": hex_id} for f, t in seconds.items()])
+
+
 def record_diagnostics(conn: sa.Connection, hex_id: str, diagnostics: dict[str, list[dict]]) -> None:
     """Insert a tick's diagnostics rows, keyed by table name, each tagged with the tick's hex."""
     for name, rows in diagnostics.items():
@@ -472,10 +496,13 @@ def get_run(conn: sa.Connection, hex_id: str):
     return conn.execute(sa.select(runs).where(runs.c.hex == hex_id)).first()
 
 
-def latest_work_run(conn: sa.Connection):
-    """The newest tick that ingested rows (the one the latest report is about), or None."""
-    query = (sa.select(runs).where(runs.c.command == "fullprocess.py", runs.c.status.in_(WORK_STATUSES))
-             .order_by(runs.c.id.desc()).limit(1))
+def latest_work_run(conn: sa.Connection, training_runs: bool = False):
+    """The newest tick that ingested rows (the one the latest report is about), or None;
+    training_runs: or training.py run alone, which records the same statistics."""
+    work = (runs.c.command == "fullprocess.py") & runs.c.status.in_(WORK_STATUSES)
+    if training_runs:
+        work = work | ((runs.c.command == "training.py") & (runs.c.status == "done"))
+    query = sa.select(runs).where(work).order_by(runs.c.id.desc()).limit(1)
     return conn.execute(query).first()
 
 

@@ -34,7 +34,9 @@ def deploy_model(conn: sa.Connection, config: Config, model_hex: str, run_hex: s
 
     If the transaction never commits, restore_production_file puts the old model back.
     """
-    row = conn.execute(sa.select(db.models).where(db.models.c.hex == model_hex)).one()
+    row = db.get_model(conn, model_hex)
+    if row is None:
+        raise LookupError(f"no model {model_hex}")
     _copy_verified(conn, config, row)
     db.set_production(conn, model_hex, run_hex)
     log.info("deployed model %s (F1 %.4f)", model_hex, row.f1_score)
@@ -63,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
-            query = sa.select(db.models.c.hex).order_by(db.models.c.id.desc())
-            query = query.where(db.models.c.hex == args.model) if args.model else query.where(~db.models.c.is_production)
-            model_hex = conn.execute(query).scalar()
+            model_hex = db.model_to_deploy(conn, args.model)
             if model_hex is None:
                 raise LookupError(f"no model {args.model}" if args.model else "no trained model to deploy: run training.py first")
             deploy_model(conn, config, model_hex, run_hex)

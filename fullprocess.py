@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import db
 import ingestion
-from config import Config
+from config import Config, describe_error, run_script
 from storage import pipeline_lock
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,8 @@ def _record(conn, config: Config, tick: Tick) -> None:
     db.record_files(conn, tick.hex, tick.files)
     for model_hex, score, dataset, rows in tick.scores:
         db.record_f1(conn, tick.hex, model_hex, score, dataset, rows)
-    for stage, script in SCRIPT_TIMING.items():
-        if stage in tick.stages:
-            conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
+    db.record_timing(conn, tick.hex, {script: tick.stages[stage] for stage, script in SCRIPT_TIMING.items()
+                                      if stage in tick.stages})
     if tick.trained:
         from training import record_model
 
@@ -178,7 +177,7 @@ def _report(config: Config, engine, run_hex: str) -> str:
         reporting.write_report(config, engine, run_hex)
         return ""
     except Exception as exc:  # not hidden: logged, noted in runs, and main() exits non-zero for cron
-        error = db.describe_error(exc)
+        error = describe_error(exc)
         log.exception("tick %s: report failed: %s", run_hex, error)
         with engine.begin() as conn:
             db.append_run_message(conn, run_hex, f"report failed: {error}"[:2000])
@@ -194,19 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    try:
-        with pipeline_lock(config.project_dir, wait=False, engine=engine) as locked:
-            if not locked:
-                log.info("another tick or step (on this host or another) holds the pipeline lock: this tick has nothing to do")
-                return 0
-            tick = run_tick(config, engine, force=args.force)
-    except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
-        expected = isinstance(exc, (LookupError, ValueError, OSError, RuntimeError))  # data, files, models
-        log.error("tick failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)
-        return 1
+    with pipeline_lock(config.project_dir, wait=False, engine=engine) as locked:
+        if not locked:
+            log.info("another tick or step (on this host or another) holds the pipeline lock: this tick has nothing to do")
+            return 0
+        tick = run_tick(config, engine, force=args.force)
     print(f"{tick.hex} {tick.status}" + (f" (report failed: {tick.report_error})" if tick.report_error else ""))
     return 1 if tick.report_error else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

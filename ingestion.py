@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,9 +192,12 @@ def main() -> int:
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "ingestion.py") as run_hex:
         with engine.connect() as conn:
             new_files = find_new_files(config, *db.known_files(conn))
+        started = time.perf_counter()
         result = ingest_files(config, new_files)
+        seconds = time.perf_counter() - started
         with engine.begin() as conn:
             db.record_files(conn, run_hex, result.records)
+            db.record_timing(conn, run_hex, {"ingestion.py": seconds} if new_files else {})
             db.finish_run(conn, run_hex, "done" if new_files else "no_new_data", summary(result))
     print(summary(result))
     return 0

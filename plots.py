@@ -49,11 +49,6 @@ def _save(figure, path: Path | None) -> Path | bytes:
     return path
 
 
-def utc(timestamp: dt.datetime) -> dt.datetime:
-    """Naive UTC for plotting: PostgreSQL returns aware times, SQLite naive UTC."""
-    return timestamp.astimezone(dt.UTC).replace(tzinfo=None) if timestamp.tzinfo else timestamp
-
-
 def _time_axis(ax, times: list[dt.datetime]) -> None:
     """Dates on the x axis, zoomed to the ticks: a single tick would otherwise span years."""
     import matplotlib.dates as mdates
@@ -116,11 +111,11 @@ def f1_history(scores: list, deployments: list, path: Path | None) -> Path | byt
     with _styled():
         figure, ax = _figure()
         checks = [r for r in scores if r.dataset == "newdata"]
-        times = [utc(r.started_at) for r in checks]
+        times = [r.started_at for r in checks]
         ax.plot(times, [r.f1_score for r in checks], "o-", color="tab:blue", label="F1 on each tick's new data")
         _mark_deployments(ax, deployments, times)
         ax.set(title="F1 score of the production model", ylabel="F1 score", ylim=(0, 1.08))
-        _time_axis(ax, [*times, *(utc(d.deployed_at) for d in deployments)])
+        _time_axis(ax, [*times, *(d.deployed_at for d in deployments)])
         figure.legend(loc="outside lower center", ncols=3)  # below the axes: never over the data
         return _save(figure, path)
 
@@ -129,7 +124,7 @@ def _mark_deployments(ax, deployments: list, check_times: list) -> None:
     """A star and a dotted line at each deployment; the deployed model's F1 as a step until the next."""
     if not deployments:
         return
-    times, values = [utc(d.deployed_at) for d in deployments], [d.f1_score for d in deployments]
+    times, values = [d.deployed_at for d in deployments], [d.f1_score for d in deployments]
     end = max([*times, *check_times])
     ax.step([*times, end], [*values, values[-1]], where="post", color="tab:green", alpha=0.6,
             label="F1 when deployed (test data)")
@@ -147,10 +142,10 @@ def timings(rows: list, path: Path | None) -> Path | bytes:
         figure, ax = _figure()
         for step in sorted({r.file for r in rows}):
             mine = [r for r in rows if r.file == step]
-            ax.plot([utc(r.started_at) for r in mine], [r.timing for r in mine], "o-", label=step)
+            ax.plot([r.started_at for r in mine], [r.timing for r in mine], "o-", label=step)
         ax.set(title="Step timings per tick", ylabel="seconds")
         ax.set_ylim(bottom=0)
-        _time_axis(ax, [utc(r.started_at) for r in rows])
+        _time_axis(ax, [r.started_at for r in rows])
         if rows:
             figure.legend(loc="outside lower center", ncols=3)
         return _save(figure, path)
@@ -161,7 +156,7 @@ def feature_trend(feature: str, rows: list, path: Path | None) -> Path | bytes:
     with _styled():
         figure, ax = _figure(6.4, 3.9)  # shown two to a row in the PDF
         mine = [r for r in rows if r.feature == feature]
-        times = [utc(r.started_at) for r in mine]
+        times = [r.started_at for r in mine]
         for stat, style in (("mean", "o-"), ("median", "s--"), ("std", "^:")):
             values = [float("nan") if getattr(r, stat) is None else getattr(r, stat) for r in mine]
             ax.plot(times, values, style, label=stat)

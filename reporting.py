@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape
 import db
 import plots
 import storage
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 F1_ROWS = 20  # the PDF's F1 table: the most recent records (the plot shows them all)
@@ -103,7 +103,7 @@ def write_report(config: Config, engine, run_hex: str) -> Path:
 
 
 def _when(timestamp, zone: str = " UTC") -> str:
-    return "-" if timestamp is None else plots.utc(timestamp).strftime("%Y-%m-%d %H:%M:%S") + zone
+    return "-" if timestamp is None else timestamp.strftime("%Y-%m-%d %H:%M:%S") + zone
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -229,7 +229,7 @@ def _summary(story: _Story, config: Config, facts: Facts, images) -> None:
 def _files(story: _Story, config: Config, facts: Facts, images) -> None:
     story.heading("Files of this tick")
     if not facts.files:
-        story.text("No new files (the tick was forced).")
+        story.text("No new files in this run (a forced tick, or training.py run alone).")
         return
     rows = [[f.file, f"{f.rows:,}", f.status, f.error or "-"] for f in facts.files]
     story.table(["file", "rows", "status", "reason for quarantine"], rows, [0.34, 0.12, 0.14, 0.4])
@@ -308,7 +308,7 @@ def _outdated(story: _Story, config: Config, facts: Facts, images) -> None:
 
 
 def main() -> int:
-    """Regenerate the plots and the PDF of the latest tick that ingested data."""
+    """Regenerate the plots and the PDF of the latest tick that ingested data (or training.py run)."""
     from config import load_config, setup_logging
 
     setup_logging()
@@ -316,19 +316,14 @@ def main() -> int:
     engine = db.make_engine(config.database_url)
     db.ensure_schema(engine)
     with engine.connect() as conn:
-        run = db.latest_work_run(conn)
+        run = db.latest_work_run(conn, training_runs=True)
     if run is None:
-        print("error: no tick has ingested data yet: run fullprocess.py first", file=sys.stderr)
-        return 1
-    try:
-        with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
-            path = write_report(config, engine, run.hex)
-    except (LookupError, ValueError, RuntimeError) as exc:  # no model yet, no data, or a model file that does not match
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise LookupError("no tick has ingested data and no model has been trained yet: run fullprocess.py first")
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
+        path = write_report(config, engine, run.hex)
     print(f"report of tick {run.hex}: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -11,32 +11,17 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import datagen
+from conftest import add_csv
+
 import db
 import deployment
-import diagnostics
 import ingestion
-import reporting
 import storage
 from config import PROJECT_DIR
 from fullprocess import run_tick
 from training import model_path, record_model, relative_to_project, train_model
 
-OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
-
-
-def offline(monkeypatch, reports: bool = False) -> None:
-    """Ticks without the network (pip list --outdated) and, unless asked for, without the slow plots and PDF."""
-    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: [dict(p) for p in OUTDATED])
-    if not reports:
-        monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
-
-
-def add_csv(config, name: str, rows: int = 600, seed: int = 1, **options) -> Path:
-    path = config.input_folder_path / name
-    datagen.generate(rows, seed=seed, **options).to_csv(path, index=False)
-    return path
 
 
 def deploy(config, engine, seed: int = 1):

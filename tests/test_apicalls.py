@@ -6,7 +6,8 @@ import sys
 
 import pandas as pd
 import pytest
-from servers import OUTDATED, deploy, free_port, live_server, offline
+from conftest import OUTDATED, offline
+from servers import deploy, free_port, live_server
 
 from config import PROJECT_DIR
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from servers import OUTDATED, RECORD, add_csv, deploy, offline, redeploy
+from conftest import OUTDATED, add_csv, offline
+from servers import RECORD, deploy, redeploy
 
 import db
+import plots
 import serving
 import storage
 from app import create_app
@@ -18,14 +20,8 @@ from fullprocess import run_tick
 NO_MODEL = "no model is deployed yet"
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    offline(monkeypatch, reports=True)
-
-
-@pytest.fixture
-def no_reports(monkeypatch):
-    """Most tests need no plots or PDF, which take seconds to draw (one test draws them for real)."""
-    offline(monkeypatch)
+def _offline(no_pip):
+    """No test here asks pip; most also need no plots or PDF (no_reports), one draws them for real."""
 
 
 @pytest.fixture
@@ -335,7 +331,7 @@ def test_report_and_charts_of_a_real_tick(sqlite_project):
     page = client.get("/").get_data(as_text=True)
     assert 'href="/report"' in page
     assert "No plot yet" not in page
-    for name in ("f1", "confusionmatrix", "timing", *sqlite_project.features):
+    for name in plots.chart_files(sqlite_project.features):
         assert f'src="/charts/{name}.png?v=' in page
         with client.get(f"/charts/{name}.png") as chart:
             assert chart.mimetype == "image/png"

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from servers import add_csv, deploy, live_server, offline
+from conftest import add_csv, offline
+from servers import deploy, live_server
 
 import db
 from fullprocess import run_tick

@@ -269,7 +269,8 @@ def test_a_file_the_api_cannot_read_is_a_503_with_a_clear_message(sqlite_project
     import urllib.error
     import urllib.request
 
-    from servers import deploy, live_server, offline
+    from conftest import offline
+    from servers import deploy, live_server
 
     offline(monkeypatch)
     engine = db.make_engine(sqlite_project.database_url)

@@ -5,14 +5,14 @@ everything a tick on the tick's host wrote to the same PostgreSQL database."""
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from servers import RECORD, add_csv, get_json, offline, redeploy, replica
+from conftest import add_csv, offline
+from servers import RECORD, get_json, redeploy, replica
 from test_dashboard_browser import browser, open_page  # noqa: F401 - the fixture is used below
 
 from config import PROJECT_DIR
@@ -85,11 +85,11 @@ def test_replicas_from_bare_checkouts_serve_what_the_tick_wrote(project, engine,
         assert fetch(url + "/")[0] == 200
 
     new_hex = redeploy(project, engine)  # a second deployment, as deployment.py makes it
-    deployed = time.monotonic()
+    # Within one second, and stronger: the very next request to any worker serves it (no stale window
+    # to wait out); a wall-clock bound would only measure how busy this machine is.
     for url in replicas:
         for _ in range(8):  # each replica has two workers: several requests reach both
             assert post(url, json.dumps({"records": [RECORD]}).encode())[1]["model"] == new_hex
-    assert time.monotonic() - deployed < 1.0
 
     page, problems = open_page(browser, replicas[1] + "/", 1400)
     images = page.evaluate("[...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])")
