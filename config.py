@@ -35,6 +35,7 @@ class Config:
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
+    tick_timeout_seconds: int  # a tick running longer fails (and /health reports a run running longer)
 
     @property
     def finaldata_csv(self) -> Path:
