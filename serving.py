@@ -99,9 +99,9 @@ def read_data_file(path: Path) -> bytes:
 
 
 def frame_from_csv(data: bytes):
-    """A CSV body or file as a DataFrame of text cells (validation.parse_csv); 400 for anything else."""
+    """A CSV body or file as a DataFrame (validation.parse_csv, as ingestion reads files); 400 for anything else."""
     try:
-        return validation.parse_csv(data)
+        return validation.parse_csv(data, numeric=state("config").features)
     except validation.InvalidData as exc:
         abort(400, description=f"the CSV is not usable: {exc.reason}")
 

@@ -45,28 +45,59 @@ def excerpt(value, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
-def parse_csv(data: bytes):
-    """CSV bytes (UTF-8, a BOM allowed) as a DataFrame of text cells named by the header."""
+def parse_csv(data: bytes, text=(), numeric=()):
+    """CSV bytes (UTF-8, a BOM allowed) as a DataFrame named by the header: `text` columns as
+    written (only an empty cell is missing), `numeric` columns typed by pandas with MISSING as
+    missing (checked by numbers()); a row with more fields than the header is an error."""
+    import warnings
+
     import pandas as pd
 
     if not data.strip():
         raise InvalidData("empty file")
     try:
-        text = data.decode("utf-8-sig")
+        decoded = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidData("not UTF-8 text (binary data or another encoding)") from None
-    if "\0" in text:
+    if "\0" in decoded:
         raise InvalidData("not a text file (contains NUL bytes)")
-    try:  # header=None: a row longer than the header is a ParserError instead of a shifted row
-        cells = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False,
-                            skipinitialspace=True, index_col=False)
-    except pd.errors.ParserError as exc:
-        raise InvalidData(_parser_reason(str(exc))) from None
+    missing = {c: [""] for c in text} | {c: sorted(MISSING) for c in numeric}
+    try:
+        with warnings.catch_warnings():  # index_col=False: extra fields warn instead of shifting the row
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(decoded), dtype={c: str for c in text}, keep_default_na=False,
+                                na_values=missing, skipinitialspace=True, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise InvalidData(_longer_row(decoded) or _parser_reason(str(exc))) from None
     except (pd.errors.EmptyDataError, ValueError) as exc:
         raise InvalidData(f"not a valid CSV file: {excerpt(str(exc).strip().splitlines()[0], 200)}") from None
-    frame = cells.iloc[1:].reset_index(drop=True)
-    frame.columns = [str(name) for name in cells.iloc[0]]
+    _check_header(decoded, [*text, *numeric])
     return frame
+
+
+def _longer_row(decoded: str) -> str | None:
+    """Where a row has more fields than the header (pandas' messages do not always say)."""
+    import csv
+
+    try:
+        reader = csv.reader(io.StringIO(decoded), skipinitialspace=True)
+        header = next(reader, [])
+        for row in reader:
+            if len(row) > len(header):
+                return f"line {reader.line_num} has {len(row)} fields, the header has {len(header)} (a trailing comma?)"
+    except csv.Error:
+        return None
+    return None
+
+
+def _check_header(decoded: str, columns) -> None:
+    """A column named twice is ambiguous (pandas would rename the second to `name.1`)."""
+    import csv
+
+    header = next(csv.reader(io.StringIO(decoded), skipinitialspace=True), [])
+    for column in columns:
+        if header.count(column) > 1:
+            raise InvalidData(f"column {column} appears more than once")
 
 
 def _parser_reason(message: str) -> str:
@@ -94,12 +125,15 @@ def numbers(values, column: str, rows: Rows = LINES, echo: bool = True):
     import numpy as np
     import pandas as pd
 
+    if pd.api.types.is_bool_dtype(values.dtype):  # pandas reads a column of True/False as booleans
+        shown = f" '{excerpt(values.iloc[0])}'" if echo else ""
+        raise InvalidData(f"non-numeric or infinite value{shown} in column {column} ({rows.name(0)})")
     if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
         text = values.astype("str").str.strip()  # JSON numbers arrive as Python numbers: str() is exact
         missing = values.isna() | text.isin(MISSING)
         converted = _to_float(text.where(~missing))
-    else:
-        missing, converted = values.isna(), values.astype("float64")
+    else:  # typed by pandas already: ints stay ints
+        missing, converted = values.isna(), values
     bad = (converted.isna() & ~missing) | np.isinf(converted)
     if bad.any():
         row = int(bad.to_numpy().argmax())
@@ -113,7 +147,7 @@ def _to_float(text):
     import pandas as pd
 
     try:
-        return pd.to_numeric(text, errors="coerce").astype("float64")
+        return pd.to_numeric(text, errors="coerce")
     except (OverflowError, ValueError, TypeError):  # e.g. a 400-digit integer in an object column
         return text.map(_cell_float).astype("float64")
 
@@ -130,13 +164,14 @@ def features(frame, names, rows: Rows = LINES, echo: bool = False):
     import pandas as pd
 
     require_columns(frame, names, "feature column(s)")
-    return pd.DataFrame({name: numbers(frame[name], name, rows, echo) for name in names}, index=frame.index)
+    return pd.DataFrame({name: numbers(frame[name], name, rows, echo).astype("float64") for name in names},
+                        index=frame.index)
 
 
 def labelled_rows(data: bytes, ids, names, label: str):
     """A file's rows for ingestion: ids as text exactly as written (empty is missing), finite
     features and a 0/1 label; InvalidData says why the file cannot be used."""
-    frame = parse_csv(data)
+    frame = parse_csv(data, text=ids, numeric=(*names, label))
     columns = [*ids, *names, label]
     require_columns(frame, columns)
     if frame.empty:

@@ -348,3 +348,24 @@ def test_a_huge_bad_cell_and_many_bad_files_give_bounded_messages(project, engin
     message = run_status(engine, tick.hex).message
     assert len(message) <= 4000
     assert "and 21 more" in message
+
+
+def test_rows_a_failed_tick_appended_are_cut_and_counted_again(project, engine, monkeypatch):
+    import pandas as pd
+
+    import fullprocess
+
+    add_csv(project, "a.csv", seed=1)
+
+    def killed(conn, config, tick):
+        raise RuntimeError("killed before the tick's transaction")
+    monkeypatch.setattr(fullprocess, "_record", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_tick(project, engine)
+    assert sum(len(pd.read_csv(p)) for p in (project.finaldata_csv, project.testdata_csv)) == 1500  # appended
+    monkeypatch.undo()
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed"
+    assert tick.notes[0] == "1 file(s) ingested, 1500 new row(s)"  # cut, then appended and counted again
+    assert [(r.file, r.rows) for r in table(engine, db.ingested_files)] == [("a.csv", 1500)]
+    assert sum(len(pd.read_csv(p)) for p in (project.finaldata_csv, project.testdata_csv)) == 1500
