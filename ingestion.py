@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "ingestion.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "ingestion.py") as run_hex:
         if args.rebuild:
             text = rebuild(config, engine)
             with engine.begin() as conn:
