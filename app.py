@@ -245,7 +245,10 @@ def health():
     except db.SchemaOutOfDate as exc:
         return jsonify(status="error", database="out of date", error=str(exc)), 503
     status = "ok" if model_json is None or model_json["file"] == "ok" else "degraded"
-    return jsonify(status=status, database="ok", model=model_json, last_run=run_json(last[0]) if last else None)
+    stalled = serving.stalled_run(last[0] if last else None, state("config").tick_timeout_seconds)
+    extra = {"stalled": stalled} if stalled else {}
+    return jsonify(status="degraded" if stalled else status, database="ok", model=model_json,
+                   last_run=run_json(last[0]) if last else None, **extra)
 
 
 def model_health(conn, model) -> dict:

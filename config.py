@@ -36,6 +36,7 @@ class Config:
     max_request_mb: int  # API request bodies above this get 413
     keep_reports: int  # report PDFs kept in the database (the newest); the files in reports/ stay
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
+    tick_timeout_seconds: int  # a tick running longer fails (and /health reports a run running longer)
 
     @property
     def finaldata_csv(self) -> Path:

@@ -16,6 +16,7 @@ from config import describe_error
 
 log = logging.getLogger(__name__)
 metadata = sa.MetaData()
+MESSAGE_CHARS = 4000  # runs.message is served by /health and /runs: bounded, whatever a file holds
 
 
 class UTCDateTime(sa.TypeDecorator):
@@ -268,10 +269,16 @@ def start_run(conn: sa.Connection, hex_id: str, command: str) -> None:
     conn.execute(runs.insert().values(hex=hex_id, command=command, started_at=now(), status="running"))
 
 
+def bounded(text: str | None, limit: int | None = None) -> str | None:
+    """A message cut to MESSAGE_CHARS: /health, /runs and the dashboard serve it."""
+    limit = limit or MESSAGE_CHARS
+    return text if text is None or len(text) <= limit else text[:limit - 30] + f"... ({len(text):,} characters)"
+
+
 def finish_run(conn: sa.Connection, hex_id: str, status: str, message: str = "") -> None:
     conn.execute(
         runs.update().where(runs.c.hex == hex_id)
-        .values(status=status, message=message, finished_at=now())
+        .values(status=status, message=bounded(message), finished_at=now())
     )
 
 
@@ -296,6 +303,27 @@ def known_files(conn: sa.Connection) -> tuple[set[str], dict[tuple[str, int, int
 def record_files(conn: sa.Connection, hex_id: str, records: list[dict]) -> None:
     if records:
         conn.execute(ingested_files.insert(), [{**r, "hex": hex_id} for r in records])
+
+
+def ingestion_history(conn: sa.Connection) -> tuple[int, int, frozenset[str]]:
+    """(rows the ingested files added, how many files, the runs that recorded them): the data sets
+    must hold at least those rows (datafiles.History)."""
+    ingested = ingested_files.c.status == "ingested"
+    rows, files = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ingested_files.c.rows), 0),
+                                         sa.func.count()).where(ingested)).one()
+    hexes = conn.execute(sa.select(ingested_files.c.hex).where(ingested).distinct()).scalars()
+    return int(rows), int(files), frozenset(hexes)
+
+
+def ingested_records(conn: sa.Connection) -> list:
+    """The ingested files, in the order they were ingested (what a rebuild reads again)."""
+    query = sa.select(ingested_files).where(ingested_files.c.status == "ingested").order_by(ingested_files.c.id)
+    return conn.execute(query).all()
+
+
+def set_file_rows(conn: sa.Connection, record_id: int, rows: int, error: str | None = None) -> None:
+    """What an ingested file adds to the data sets, as found by a rebuild."""
+    conn.execute(ingested_files.update().where(ingested_files.c.id == record_id).values(rows=rows, error=error))
 
 
 # --- models and scores ----------------------------------------------------------------------
@@ -488,7 +516,8 @@ def record_diagnostics(conn: sa.Connection, hex_id: str, diagnostics: dict[str, 
 def append_run_message(conn: sa.Connection, hex_id: str, text: str) -> None:
     """Add a note to a finished run's message without touching its status."""
     message = conn.execute(sa.select(runs.c.message).where(runs.c.hex == hex_id)).scalar()
-    conn.execute(runs.update().where(runs.c.hex == hex_id).values(message="; ".join(filter(None, [message, text]))))
+    message = bounded("; ".join(filter(None, [message, text])))
+    conn.execute(runs.update().where(runs.c.hex == hex_id).values(message=message))
 
 
 def get_run(conn: sa.Connection, hex_id: str):

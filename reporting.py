@@ -15,10 +15,13 @@ import db
 import plots
 import storage
 from config import Config, run_script
+from validation import excerpt
 
 log = logging.getLogger(__name__)
 F1_ROWS = 20  # the PDF's F1 table: the most recent records (the plot shows them all)
 HISTORY_ROWS = 5000  # trend plots: the most recent rows of each per-run table
+FILE_ROWS = 20  # the PDF's files table: the rest are counted and found on the dashboard and /runs
+MESSAGE_CHARS = 1500  # the run's message in the summary table: a table cell must fit on a page
 
 
 @dataclass
@@ -222,7 +225,7 @@ def _summary(story: _Story, config: Config, facts: Facts, images) -> None:
         ["finished", f"{_when(run.finished_at)} ({_fmt(seconds, '.1f')} s)"],
         ["production model", f"{production.hex}: F1 {production.f1_score:.4f} on held-out data, "
                              f"trained on {production.train_rows:,} rows, deployed {_when(production.deployed_at)}"],
-        ["what happened", run.message or "-"],
+        ["what happened", excerpt(run.message or "-", MESSAGE_CHARS)],
     ], [0.22, 0.78])
 
 
@@ -231,8 +234,13 @@ def _files(story: _Story, config: Config, facts: Facts, images) -> None:
     if not facts.files:
         story.text("No new files in this run (a forced tick, or training.py run alone).")
         return
-    rows = [[f.file, f"{f.rows:,}", f.status, f.error or "-"] for f in facts.files]
+    shown = sorted(facts.files, key=lambda f: f.status != "quarantined")[:FILE_ROWS]  # quarantined first
+    rows = [[excerpt(f.file, 120), f"{f.rows:,}", f.status, excerpt(f.error or "-", 300)] for f in shown]
+    story.text("Rows: what each file added to the data sets (rows already there are not counted again).", "note")
     story.table(["file", "rows", "status", "reason for quarantine"], rows, [0.34, 0.12, 0.14, 0.4])
+    if len(facts.files) > len(shown):
+        story.text(f"... and {len(facts.files) - len(shown):,} more file(s): see the dashboard's quarantined "
+                   "files or /runs.", "note")
 
 
 def _scores(story: _Story, config: Config, facts: Facts, images) -> None:

@@ -6,9 +6,8 @@ Client mistakes are raised as HTTP errors (flask.abort) whose message is safe to
 name the client's own file_name and columns, never a server path or a file's content.
 """
 
-import io
+import datetime as dt
 import logging
-import math
 import os
 import re
 import sys
@@ -19,6 +18,7 @@ from flask import abort, current_app
 
 import db
 import storage
+import validation
 from config import Config
 
 log = logging.getLogger(__name__)
@@ -99,19 +99,11 @@ def read_data_file(path: Path) -> bytes:
 
 
 def frame_from_csv(data: bytes):
-    """A CSV body or file as a DataFrame; 400 when it is not CSV text."""
-    import pandas as pd
-
+    """A CSV body or file as a DataFrame (validation.parse_csv, as ingestion reads files); 400 for anything else."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        abort(400, description="the CSV is not UTF-8 text")
-    if not text.strip() or "\0" in text:
-        abort(400, description="the CSV is empty or not text")
-    try:
-        return pd.read_csv(io.StringIO(text), skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-        abort(400, description="the body is not a valid CSV file")
+        return validation.parse_csv(data, numeric=state("config").features)
+    except validation.InvalidData as exc:
+        abort(400, description=f"the CSV is not usable: {exc.reason}")
 
 
 def frame_from_records(records, features: tuple[str, ...]):
@@ -125,32 +117,40 @@ def frame_from_records(records, features: tuple[str, ...]):
             if feature not in record:  # a value the client may not know is sent as null, explicitly
                 abort(400, description=f"missing feature {feature} (record {number})")
             value = record[feature]
-            # JSON true/false would pass as 1/0 and strings hide typos: features are numbers or null.
+            # JSON true/false would pass as 1/0 and strings hide typos: features are numbers or null
+            # (as in CSV, where True/False are not numbers either).
             if isinstance(value, bool) or not isinstance(value, int | float | type(None)):
                 abort(400, description=f"feature {feature} must be a number or null (record {number})")
             if isinstance(value, int) and abs(value) > sys.float_info.max:  # no float can hold it
                 abort(400, description=f"feature {feature} is out of range (record {number})")
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records([{f: r[f] for f in features} for r in records], columns=list(features))
+    try:  # checked here, where a row is still a record: the messages name record N
+        return validation.features(frame, features, validation.RECORDS, echo=False)
+    except validation.InvalidData as exc:
+        abort(400, description=exc.reason)
 
 
 def feature_matrix(frame, config: Config):
-    """The feature columns as finite floats (missing values allowed: the model imputes them)."""
-    import pandas as pd
-
+    """The feature columns as finite floats (missing values allowed: the model imputes them); the
+    same checks as ingestion, without echoing a value (it may come from a server file)."""
     if frame.empty:
         abort(400, description="no rows to predict")
-    missing = [c for c in config.features if c not in frame.columns]
-    if missing:
-        abort(400, description=f"missing feature column(s): {', '.join(missing)}")
-    features = pd.DataFrame(index=frame.index)
-    for column in config.features:
-        numbers = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        bad = (numbers.isna() & frame[column].notna()) | numbers.isin([math.inf, -math.inf])
-        if bad.any():
-            row = int(bad.to_numpy().argmax()) + 1
-            abort(400, description=f"non-numeric or infinite value in feature column {column} (row {row})")
-        features[column] = numbers
-    return features
+    try:
+        return validation.features(frame, config.features, validation.LINES, echo=False)
+    except validation.InvalidData as exc:
+        abort(400, description=exc.reason)
+
+
+def stalled_run(run, limit_seconds: int) -> str | None:
+    """Why a run still `running` after the tick time limit is stuck, or None."""
+    if run is None or run.status != "running" or limit_seconds <= 0:
+        return None
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=dt.UTC)
+    seconds = (db.now() - started).total_seconds()
+    if seconds <= limit_seconds:
+        return None
+    return (f"run {run.hex} has been running for {seconds:.0f} s, longer than tick_timeout_seconds "
+            f"({limit_seconds} s): it is stuck or was killed")
 
 
 def predict(model, features) -> tuple[list[int], list[float]]:

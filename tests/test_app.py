@@ -151,7 +151,7 @@ def test_malformed_requests(client, deployed, body, content_type, status, fragme
     ({"lastmonth_activity": 1, "number_of_employees": 3}, "missing feature lastyear_activity (record 2)"),
     ({**RECORD, "number_of_employees": "many"}, "number_of_employees must be a number or null (record 2)"),
     ({**RECORD, "lastmonth_activity": True}, "lastmonth_activity must be a number or null (record 2)"),
-    ({**RECORD, "lastmonth_activity": float("inf")}, "infinite value in feature column lastmonth_activity (row 2)"),
+    ({**RECORD, "lastmonth_activity": float("inf")}, "non-numeric or infinite value in column lastmonth_activity (record 2)"),
     ({**RECORD, "lastyear_activity": 10**400}, "lastyear_activity is out of range (record 2)"),
 ])
 def test_missing_and_non_numeric_features_in_records(client, deployed, record, fragment):
@@ -165,7 +165,7 @@ def test_missing_and_non_numeric_features_in_csv(client, deployed, project):
     (project.input_folder_path / "bad.csv").write_text(text)
     for response in (client.post("/prediction", data=text, content_type="text/csv"),
                      predict(client, file_name="sourcedata/bad.csv")):
-        assert_error(response, 400, "non-numeric or infinite value in feature column lastyear_activity (row 2)")
+        assert_error(response, 400, "non-numeric or infinite value in column lastyear_activity (line 3)")
         assert "SECRETVALUE" not in response.get_data(as_text=True)  # no file content in an answer
 
 
@@ -342,3 +342,30 @@ def test_tables_are_created_on_an_empty_database(project):
     with app.extensions["drat"]["engine"].connect() as conn:
         assert set(db.metadata.tables) <= set(sa.inspect(conn).get_table_names())
     app.extensions["drat"]["engine"].dispose()
+
+
+# --- hardening (issue 11): one validator for CSV bodies, files and records -------------------------
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ("lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3,\n", "line 2 has 4 fields, the header has 3"),
+    ("lastmonth_activity,lastyear_activity,number_of_employees\n1," + "9" * 400 + ",3\n",
+     "non-numeric or infinite value in column lastyear_activity (line 2)"),
+    ("lastmonth_activity,lastyear_activity,number_of_employees\nTrue,2,3\n",
+     "non-numeric or infinite value in column lastmonth_activity (line 2)"),
+])
+def test_csv_bodies_are_validated_like_files(client, deployed, body, fragment):
+    assert_error(client.post("/prediction", data=body, content_type="text/csv"), 400, fragment)
+
+
+def test_health_reports_a_run_running_longer_than_the_time_limit(project, engine, deployed):
+    import datetime as dt
+
+    app = create_app(dataclasses.replace(project, tick_timeout_seconds=60))
+    with engine.begin() as conn:
+        db.start_run(conn, "feedfacefeedface", "fullprocess.py")
+        conn.execute(db.runs.update().where(db.runs.c.hex == "feedfacefeedface")
+                     .values(started_at=db.now() - dt.timedelta(seconds=61)))
+    health = app.test_client().get("/health").json
+    app.extensions["drat"]["engine"].dispose()
+    assert health["status"] == "degraded"
+    assert "feedfacefeedface has been running for" in health["stalled"]

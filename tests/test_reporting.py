@@ -120,3 +120,17 @@ def test_the_scripts_print_diagnostics_and_regenerate_the_report(tmp_path):
     again = run(str(root / "reporting.py"))
     assert again.returncode == 0, again.stderr
     assert tick_hex in pdf_text(report)
+
+
+def test_the_pdf_lays_out_any_number_of_files_and_any_message(project, engine, no_pip):
+    add_csv(project, "a.csv", 1_000, seed=1)
+    (project.input_folder_path / "huge_cell.csv").write_text(
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\nab," + "x" * 2_000_000 + ",2,3,0\n")
+    for n in range(60):
+        (project.input_folder_path / f"bad_{n:02}_{'n' * 150}.csv").write_text(f"not,the,columns\n{n},2,3\n")
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed"
+    assert not tick.report_error
+    text = pdf_text(project.reports_path / f"report_{tick.hex}.pdf").replace("\n", " ")
+    assert "and 42 more" in text
+    assert "/runs" in text

@@ -13,8 +13,8 @@ from conftest import write_config
 
 from config import PROJECT_DIR
 
-STEP_MODULES = ["config", "db", "storage", "ingestion", "training", "scoring", "deployment", "fullprocess",
-                "diagnostics", "reporting", "app", "apicalls", "dbsetup", "drop_tables", "datagen"]
+STEP_MODULES = ["config", "db", "storage", "validation", "datafiles", "ingestion", "training", "scoring", "deployment",
+                "fullprocess", "diagnostics", "reporting", "app", "apicalls", "dbsetup", "drop_tables", "datagen"]
 HEAVY = ("pandas", "sklearn", "matplotlib", "reportlab", "scipy")
 
 
@@ -140,6 +140,22 @@ def test_a_tick_waits_for_nobody_while_the_pipeline_is_busy(checkout):
     engine.dispose()
     assert not (root / "production_deployment").exists()
     assert not (root / "ingesteddata").exists()
+
+
+def test_lost_data_sets_stop_the_tick_until_the_rebuild_command(checkout):
+    root, _ = checkout
+    run(checkout, str(root / "fullprocess.py"))
+    rows = len((root / "ingesteddata" / "finaldata.csv").read_text().splitlines())
+    (root / "ingesteddata" / "finaldata.csv").unlink()
+    failed = run(checkout, str(root / "fullprocess.py"), check=False)
+    assert failed.returncode == 1
+    assert "ingesteddata/finaldata.csv is missing" in failed.stderr
+    assert "python ingestion.py --rebuild" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    rebuilt = run(checkout, str(root / "ingestion.py"), "--rebuild")
+    assert rebuilt.stdout.startswith("rebuilt from 3 file(s)")
+    assert len((root / "ingesteddata" / "finaldata.csv").read_text().splitlines()) == rows
+    assert run(checkout, str(root / "fullprocess.py")).stdout.split()[1] == "no_new_data"
 
 
 def test_scoring_before_any_deployment_says_so(checkout):
