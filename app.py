@@ -7,6 +7,7 @@ the ticks write to the database.
 
 import argparse
 import datetime as dt
+import json
 import logging
 import math
 import os
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, abort, current_app, jsonify, request, send_file
+from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import dashboard
@@ -25,6 +26,7 @@ from config import PROJECT_DIR, Config, load_config, setup_logging
 from serving import state
 
 log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
 RUNS_DEFAULT, RUNS_MAX = 50, 500
 
 
@@ -42,7 +44,7 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     _register_errors(app)
     app.before_request(_prepare_database)
     app.after_request(_security_headers)
-    _register_api(app)
+    app.register_blueprint(bp)
     app.register_blueprint(dashboard.bp)
     return app
 
@@ -55,13 +57,15 @@ def _ensure_tables(app: Flask, at_startup: bool = False) -> None:
     try:
         try:
             db.create_tables(ext["engine"])
-        except sa.exc.DBAPIError:
+        except sa.exc.DBAPIError as exc:
+            if database_trouble(exc):
+                raise
             db.create_tables(ext["engine"])  # another worker or a tick created one at the same moment
-    except sa.exc.OperationalError as exc:
-        if not at_startup:
+    except sa.exc.DBAPIError as exc:
+        if not at_startup or not database_trouble(exc):
             raise  # answered 503 by the handler below
-        # The database may come back later: start anyway, /health says what is wrong.
-        log.error("database unreachable at startup: %s", exc)
+        # The database may come back (or be restored) later: start anyway, /health says what is wrong.
+        log.error("database unreachable or unusable at startup: %s", exc)
         return
     ext["tables_ready"] = True
     ext["engine"].dispose()  # pooled connections must not be shared by processes forked after startup
@@ -69,8 +73,17 @@ def _ensure_tables(app: Flask, at_startup: bool = False) -> None:
 
 def _prepare_database() -> None:
     """Tables for the first request that finds the database reachable; /health reports instead of failing."""
-    if request.endpoint != "health":
+    if request.endpoint != "api.health":
         _ensure_tables(current_app)
+
+
+def database_trouble(exc: sa.exc.DBAPIError) -> str | None:
+    """What to tell a client about a database that cannot be used, or None for an error that is a bug."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):  # down, unreachable, locked, unopenable
+        return "the database is unavailable: it cannot be reached or opened; try again shortly"
+    if type(exc) is sa.exc.DatabaseError:  # SQLite: "file is not a database", "database disk image is malformed"
+        return "the database is unavailable: its file is damaged or is not a database; restore it from a backup"
+    return None
 
 
 def _json_error(status: int, message: str, response=None):
@@ -104,10 +117,14 @@ def _register_errors(app: Flask) -> None:
         return _json_error(503, "the production model file does not match its recorded checksum; "
                                 "it is not served until it is restored")
 
-    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.DBAPIError)
     def database_down(exc):
+        message = database_trouble(exc)
+        if message is None:
+            log.exception("database error on %s %s", request.method, request.path)
+            return _json_error(500, "internal server error")
         log.error("database error on %s %s: %s", request.method, request.path, exc)
-        return _json_error(503, "the database is unavailable; try again shortly")
+        return _json_error(503, message)
 
     @app.errorhandler(Exception)
     def internal_error(exc):
@@ -143,15 +160,33 @@ def run_json(row) -> dict:
             "finished_at": timestamp(row.finished_at), "status": row.status, "message": row.message}
 
 
+def request_body() -> bytes:
+    """The request body; 413 when it is over the limit, chunked bodies included."""
+    data = request.get_data(cache=True)
+    # Werkzeug cuts a chunked body (no Content-Length) at the limit without a word: reaching it is too large.
+    if request.content_length is None and request.max_content_length is not None \
+            and len(data) >= request.max_content_length:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def request_json():
+    """The request body parsed as JSON; 400 when it is not JSON or nested too deeply to parse."""
+    try:
+        return json.loads(request_body())
+    except ValueError:  # includes bytes that are not UTF-8/16/32 text
+        abort(400, description="the body is not valid JSON")
+    except RecursionError:
+        abort(400, description="the body is not valid JSON: it is nested too deeply")
+
+
 def prediction_frame(config: Config):
     """The rows of a /prediction request: JSON file_name or records, or a text/csv body."""
     if request.mimetype in serving.CSV_TYPES:
-        return serving.frame_from_csv(request.get_data())
+        return serving.frame_from_csv(request_body())
     if not request.is_json:
         abort(415, description="send JSON ({\"file_name\": ...} or {\"records\": [...]}) or a text/csv body")
-    body = request.get_json(silent=True)
-    if body is None:
-        abort(400, description="the body is not valid JSON")
+    body = request_json()
     if not isinstance(body, dict) or len({"file_name", "records"} & body.keys()) != 1:
         abort(400, description="the body must be a JSON object with either file_name or records")
     if "records" in body:
@@ -160,12 +195,7 @@ def prediction_frame(config: Config):
     return serving.frame_from_csv(serving.read_data_file(path))
 
 
-def _register_api(app: Flask) -> None:
-    app.add_url_rule("/prediction", view_func=prediction, methods=["POST"])
-    for view in (scoring, summary_stats, diagnostics, runs, health, report):
-        app.add_url_rule("/" + view.__name__.replace("_", ""), view_func=view, methods=["GET"])
-
-
+@bp.post("/prediction")
 def prediction():
     """Predicted labels and churn probabilities for the rows sent."""
     config = state("config")
@@ -176,6 +206,7 @@ def prediction():
     return jsonify(data=labels, probabilities=probabilities, model=model_hex)
 
 
+@bp.get("/scoring")
 def scoring():
     """The production model's F1 on the held-out test data."""
     with state("engine").connect() as conn:
@@ -185,6 +216,7 @@ def scoring():
     return jsonify(data=number(score.f1_score), model=score.model_hex)
 
 
+@bp.get("/summarystats")
 def summary_stats():
     """Mean, median and std of each feature, computed by the run that trained the production model."""
     with state("engine").connect() as conn:
@@ -196,6 +228,7 @@ def summary_stats():
     return jsonify(data=data, model=key.hex)
 
 
+@bp.get("/diagnostics")
 def diagnostics():
     """Missing data and step timings of the latest run that measured them, and outdated packages."""
     with state("engine").connect() as conn:
@@ -207,6 +240,7 @@ def diagnostics():
                    outdated_packages=[[r.package, r.installed, r.latest] for r in packages])
 
 
+@bp.get("/runs")
 def runs():
     """The newest runs first; ?limit=N (default 50, at most 500)."""
     limit = request.args.get("limit", str(RUNS_DEFAULT))
@@ -217,6 +251,7 @@ def runs():
     return jsonify(data=[run_json(r) for r in rows])
 
 
+@bp.get("/health")
 def health():
     """Database and model state; 503 when the database cannot be reached."""
     try:
@@ -225,9 +260,12 @@ def health():
             model = db.production_model(conn)
             last = db.recent_runs(conn, 1)
             model_json = None if model is None else model_health(conn, model)
-    except sa.exc.OperationalError as exc:  # the point of a health check: say so, do not fail
-        log.error("health: database unreachable: %s", exc)
-        return jsonify(status="error", database="unreachable", error="the database is unavailable"), 503
+    except sa.exc.DBAPIError as exc:  # the point of a health check: say so, do not fail
+        message = database_trouble(exc)
+        if message is None:
+            raise
+        log.error("health: database unusable: %s", exc)
+        return jsonify(status="error", database="unavailable", error=message), 503
     status = "ok" if model_json is None or model_json["file"] == "ok" else "degraded"
     return jsonify(status=status, database="ok", model=model_json, last_run=run_json(last[0]) if last else None)
 
@@ -244,6 +282,7 @@ def model_health(conn, model) -> dict:
             "train_rows": model.train_rows, "file": file_state}
 
 
+@bp.get("/report")
 def report():
     """The newest PDF report."""
     path = serving.latest_report(state("config"))

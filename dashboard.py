@@ -11,7 +11,7 @@ import plots
 from serving import latest_report, state
 
 bp = Blueprint("dashboard", __name__)
-PLOT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.png")
+PLOT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.png")  # one file name, short of NAME_MAX (255)
 STATUS_TONES = {"deployed": "good", "no_drift": "good", "done": "neutral", "no_new_data": "neutral",
                 "kept": "info", "running": "warn", "failed": "bad"}
 

@@ -1,13 +1,14 @@
 """The API through Flask's test client, on SQLite and on PostgreSQL: answers, refusals, hot reload."""
 
 import dataclasses
+import io
 import pickle
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from servers import OUTDATED, RECORD, add_csv, deploy, offline, redeploy
+from servers import OUTDATED, RECORD, add_csv, deploy, free_port, offline, redeploy
 
 import db
 import serving
@@ -184,6 +185,45 @@ def test_oversized_body_gets_413(project, deployed):
     assert_error(response, 413, "limit is 1 MB")
 
 
+def post_chunked(client, body: bytes, content_type: str):
+    """A body sent with Transfer-Encoding: chunked (no Content-Length), as gunicorn and the dev server pass it on."""
+    return client.post("/prediction", input_stream=io.BytesIO(body), environ_overrides={"wsgi.input_terminated": True},
+                       headers={"Transfer-Encoding": "chunked", "Content-Type": content_type})
+
+
+def test_a_chunked_body_over_the_limit_gets_413(project, deployed):
+    app = create_app(dataclasses.replace(project, max_request_mb=1))
+    client = app.test_client()
+    csv = b"lastmonth_activity,lastyear_activity,number_of_employees\n" + b"1,2,3\n" * 200_000
+    json_body = b'{"records": [' + b",".join([b'{"lastmonth_activity": 1}'] * 50_000) + b"]}"
+    responses = [post_chunked(client, csv, "text/csv"), post_chunked(client, json_body, "application/json")]
+    small = post_chunked(client, b'{"file_name": "testdata/testdata.csv"}', "application/json")
+    app.extensions["drat"]["engine"].dispose()
+    for response in responses:
+        assert_error(response, 413, "limit is 1 MB")
+    assert small.status_code == 200  # a chunked body under the limit is read whole
+
+
+@pytest.mark.parametrize(("request_args", "status", "fragment"), [
+    ({"json": {"file_name": "testdata/" + "a" * 5000}}, 400, "file_name is too long"),
+    ({"json": {"file_name": "testdata/" + "a" * 300 + ".csv"}}, 404, "no such data file"),  # ENAMETOOLONG
+    ({"json": {"file_name": "testdata/" + "a/" * 2100 + "x.csv"}}, 400, "file_name is too long"),
+    ({"data": '{"records": ' + "[" * 100_000 + "]" * 100_000 + "}", "content_type": "application/json"},
+     400, "nested too deeply"),
+    ({"data": "[" * 3000 + "]" * 3000, "content_type": "application/json"}, 400, "nested too deeply"),
+])
+def test_requests_that_got_a_500_get_a_4xx(client, deployed, project, request_args, status, fragment):
+    response = client.post("/prediction", **request_args)
+    assert_error(response, status, fragment, project)
+    assert len(response.get_data()) < 2000  # the answer never echoes a long name whole
+
+
+def test_a_plot_name_too_long_for_the_file_system_is_404(client, project):
+    project.static_path.mkdir()  # the file system is asked only when the folder exists
+    for name in ("a" * 3000, "a" * 3000 + ".png", "a" * 250 + ".png"):
+        assert_error(client.get(f"/plots/{name}"), 404, "no such plot", project)
+
+
 def test_every_error_is_json_without_details(client, monkeypatch, caplog):
     assert_error(client.get("/nowhere"), 404)
     not_allowed = client.get("/prediction")
@@ -247,6 +287,43 @@ def test_unreachable_database_answers_503(sqlite_project, caplog):
     assert_error(client.get("/scoring"), 503, "database is unavailable")
     assert "nonexistent-dir" not in health.get_data(as_text=True)
     assert "database unreachable" in caplog.text
+
+
+DATABASE_ROUTES = ["/health", "/", "/scoring", "/summarystats", "/diagnostics", "/runs"]
+
+
+def assert_database_unavailable(client, fragment: str, paths=DATABASE_ROUTES) -> None:
+    """Every route answers 503 with a JSON reason, no traceback and no server path."""
+    responses = {path: client.get(path) for path in paths}
+    responses["/prediction"] = predict(client, records=[RECORD])
+    for path, response in responses.items():
+        text = response.get_data(as_text=True)
+        assert response.status_code == 503, (path, text)
+        assert response.is_json, path
+        assert fragment in response.json["error"], path
+        assert "Traceback" not in text
+        assert "/" not in response.json["error"]  # no server path, no URL
+    assert responses["/health"].json["status"] == "error"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_truncated_sqlite_file_answers_503_everywhere(project, engine, deployed, caplog):
+    client = create_app(project).test_client()
+    assert client.get("/health").json["status"] == "ok"
+    engine.dispose()
+    database = Path(sa.make_url(project.database_url).database)
+    database.write_bytes(database.read_bytes()[:1000])
+    assert_database_unavailable(client, "damaged or is not a database")
+    assert "file is not a database" in caplog.text or "malformed" in caplog.text  # the details are logged
+    restarted = create_app(project).test_client()  # a worker started on the damaged file starts, and says so
+    assert_database_unavailable(restarted, "damaged or is not a database", [*DATABASE_ROUTES, "/plots/f1.png", "/report"])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_unreachable_postgresql_answers_503_everywhere(project):
+    url = sa.make_url(project.database_url).set(port=free_port()).render_as_string(hide_password=False)  # nothing listens
+    client = create_app(dataclasses.replace(project, database_url=url)).test_client()
+    assert_database_unavailable(client, "cannot be reached or opened", [*DATABASE_ROUTES, "/plots/f1.png", "/report"])
 
 
 class Payload:
