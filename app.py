@@ -18,11 +18,12 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+import auth
 import dashboard
 import db
 import serving
 import storage
-from config import PROJECT_DIR, Config, load_config, setup_logging
+from config import PROJECT_DIR, Config, env_setting, load_config, setup_logging
 from serving import state
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,11 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # plots come from config.static_path, served by dashboard
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_mb * 1024 * 1024
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
-                              "models": serving.ModelCache(config), "tables_ready": False}
+                              "models": serving.ModelCache(config), "tables_ready": False,
+                              "api_token": env_setting(config.project_dir, "API_TOKEN")}
     _ensure_tables(app, at_startup=True)
     _register_errors(app)
+    app.before_request(auth.require_token)  # first: nothing about the database to a client without the token
     app.before_request(_prepare_database)
     app.after_request(_security_headers)
     app.register_blueprint(bp)

@@ -59,3 +59,22 @@ def test_apicalls_when_the_api_is_down(project):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     assert_one_line_error(apicalls(project, "--url", url), f"cannot reach the API at {url}: Connection refused")
     assert not project.apireturns_path.exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_apicalls_sends_the_api_token(project, engine, tmp_path, monkeypatch):
+    offline(monkeypatch)
+    deploy(project, engine)
+    monkeypatch.setenv("API_TOKEN", "token-of-the-server")  # the server reads it at startup
+    with live_server(project, tmp_path / "server.log") as url:
+        refused = apicalls(project, "--url", url, API_TOKEN="")
+        wrong = apicalls(project, "--url", url, API_TOKEN="another-token")  # noqa: S106 (a test token)
+        from_env = apicalls(project, "--url", url)
+        project.apireturns_path.unlink()
+        (project.project_dir / ".env").write_text("API_TOKEN=token-of-the-server\n")
+        from_dotenv = apicalls(project, "--url", url, API_TOKEN="")
+    for result in (refused, wrong):
+        assert_one_line_error(result, "POST /prediction answered 401: authentication required")
+    for result in (from_env, from_dotenv):
+        assert result.returncode == 0, result.stderr
+    assert "Predictions for testdata/testdata.csv" in project.apireturns_path.read_text()

@@ -1,5 +1,6 @@
 """The API through Flask's test client, on SQLite and on PostgreSQL: answers, refusals, hot reload."""
 
+import base64
 import dataclasses
 import io
 import pickle
@@ -420,4 +421,87 @@ def test_tables_are_created_on_an_empty_database(project):
     app = create_app(project)
     with app.extensions["drat"]["engine"].connect() as conn:
         assert set(db.metadata.tables) <= set(sa.inspect(conn).get_table_names())
+    app.extensions["drat"]["engine"].dispose()
+
+
+TOKEN = "s3cret-token-for-tests"  # noqa: S105 (a test token)
+
+
+def bearer(token: str = TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(password: str = TOKEN, user: str = "anyone") -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def every_route(app) -> list[tuple[str, str]]:
+    """(method, url) of every route of the app, HEAD and OPTIONS aside."""
+    urls = {"/plots/<name>": "/plots/f1.png"}
+    return sorted((method, urls.get(rule.rule, rule.rule)) for rule in app.url_map.iter_rules()
+                  for method in rule.methods - {"HEAD", "OPTIONS"})
+
+
+def call(client, method: str, url: str, headers: dict):
+    if method == "POST":
+        return client.post(url, json={"records": [RECORD]}, headers=headers)
+    return client.open(url, method=method, headers=headers)
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+def test_api_token_locks_every_route_but_health(project, deployed, monkeypatch, source):
+    if source == "environment":
+        monkeypatch.setenv("API_TOKEN", TOKEN)
+    else:
+        monkeypatch.delenv("API_TOKEN", raising=False)
+        (project.project_dir / ".env").write_text(f"API_TOKEN={TOKEN}\n")
+    app = create_app(project)
+    client = app.test_client()
+    routes = every_route(app)
+    assert len(routes) >= 8
+    for method, url in routes:
+        if url == "/health":
+            assert client.get(url).status_code == 200  # probes need no secret
+            continue
+        for headers in ({}, bearer("wrong"), bearer(TOKEN[:-1]), {"Authorization": TOKEN}, basic(user=TOKEN, password="")):
+            response = call(client, method, url, headers)
+            assert_error(response, 401, "authentication required")
+            assert response.headers["WWW-Authenticate"]
+        assert call(client, method, url, bearer()).status_code not in (401, 500), url
+    app.extensions["drat"]["engine"].dispose()
+
+
+def test_a_browser_opens_the_dashboard_with_http_basic(project, deployed, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", TOKEN)
+    project.static_path.mkdir()
+    (project.static_path / "f1.png").write_bytes(PNG)
+    app = create_app(project)
+    client = app.test_client()
+    def status(url, headers):
+        with client.get(url, headers=headers) as response:  # closes a file that send_file opened
+            return response.status_code
+
+    for url in ("/", "/plots/f1.png", "/report"):
+        challenge = client.get(url)
+        assert challenge.status_code == 401
+        assert challenge.headers["WWW-Authenticate"].startswith('Basic realm="')  # the browser asks
+        assert status(url, basic()) == (404 if url == "/report" else 200)  # no report is drawn in this test
+        assert status(url, basic(user="")) == (404 if url == "/report" else 200)
+        assert status(url, basic("wrong")) == 401
+    with client.get("/plots/f1.png", headers=basic()) as plot:
+        assert plot.data == PNG
+    for url in ("/scoring", "/runs", "/diagnostics"):  # the JSON API takes the Bearer token only
+        refused = client.get(url, headers=basic())
+        assert_error(refused, 401, "authentication required")
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+    assert client.get("/scoring", headers=bearer()).json["model"] == deployed.hex
+    app.extensions["drat"]["engine"].dispose()
+
+
+def test_no_api_token_means_open(project, deployed, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "")  # empty is unset
+    app = create_app(project)
+    client = app.test_client()
+    for method, url in every_route(app):
+        assert call(client, method, url, {}).status_code not in (401, 500), url
     app.extensions["drat"]["engine"].dispose()
