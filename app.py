@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import auth
 import dashboard
 import db
+import deployment
 import serving
 import storage
 from config import PROJECT_DIR, Config, env_setting, load_config, setup_logging
@@ -252,6 +253,35 @@ def runs():
     with state("engine").connect() as conn:
         rows = db.recent_runs(conn, min(int(limit), RUNS_MAX))
     return jsonify(data=[run_json(r) for r in rows])
+
+
+@bp.get("/models")
+def models():
+    """Every recorded model, newest first: its scores, what it was trained on, and when it was in production."""
+    with state("engine").connect() as conn:
+        records = deployment.list_models(conn)
+    production = next((r.hex for r in records if r.in_production), None)
+    return jsonify(data=[model_json(r) for r in records], production=production)
+
+
+def model_json(record) -> dict:
+    """A deployment.ModelRecord as the API shows it."""
+    periods = [{"deployed_at": timestamp(p.deployed_at), "until": timestamp(p.until), "decided_by": p.decided_by,
+                "reason": p.reason, "run": p.run} for p in record.periods]
+    return {"hex": record.hex, "trained_at": timestamp(record.trained_at), "train_rows": record.train_rows,
+            "f1_score": number(record.f1_score), "trained_on": record.trained_on,
+            "in_production": record.in_production, "periods": periods}
+
+
+@bp.get("/apireturns")
+def api_returns():
+    """Where a client writes its report of the API's answers: apireturns_path as configured, relative, as plain text."""
+    config = state("config")
+    try:
+        path = config.apireturns_path.relative_to(config.project_dir).as_posix()
+    except ValueError:  # configured outside the project: its name alone, never a server path
+        path = config.apireturns_path.name
+    return path, 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 @bp.get("/health")

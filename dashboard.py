@@ -7,6 +7,7 @@ from flask import Blueprint, abort, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 
 import db
+import deployment
 import plots
 from serving import latest_report, state
 
@@ -33,6 +34,7 @@ def index():
             "timing": db.latest_run_rows(conn, db.script_timing),
             "drift": db.latest_run_rows(conn, db.data_drift),
             "outdated": _outdated_packages(conn),
+            "models": deployment.list_models(conn),
         }
     report = latest_report(config)
     return render_template("dashboard.html", **context, plots=_plots(config), features=config.features,

@@ -51,7 +51,7 @@ def gather(conn, run_hex: str) -> Facts:
     return Facts(
         run=run, production=production, files=per_run["ingested_files"], drift=per_run["data_drift"],
         stats=per_run["feature_stats"], missing=per_run["missing_data"], timings=per_run["script_timing"],
-        outdated=per_run["outdated_packages"], deployments=db.deployments(conn),
+        outdated=per_run["outdated_packages"], deployments=db.deployed_models(conn),
         scores=db.history(conn, db.f1, HISTORY_ROWS), stats_history=db.history(conn, db.feature_stats, HISTORY_ROWS),
         timing_history=db.history(conn, db.script_timing, HISTORY_ROWS),
     )
