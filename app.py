@@ -22,6 +22,7 @@ import auth
 import dashboard
 import db
 import deployment
+import openapi
 import serving
 import storage
 from config import PROJECT_DIR, Config, env_setting, load_config, setup_logging
@@ -282,6 +283,12 @@ def api_returns():
     except ValueError:  # configured outside the project: its name alone, never a server path
         path = config.apireturns_path.name
     return path, 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The API's OpenAPI 3 document, as this server runs (with or without API_TOKEN)."""
+    return jsonify(openapi.document(state("config").features, auth=state("api_token") is not None))
 
 
 @bp.get("/health")
