@@ -194,6 +194,8 @@ def prediction_frame(config: Config):
     body = request_json()
     if not isinstance(body, dict) or len({"file_name", "records"} & body.keys()) != 1:
         abort(400, description="the body must be a JSON object with either file_name or records")
+    if len(body) != 1:  # a misspelt option must not be ignored in silence
+        abort(400, description="the body must hold file_name or records and nothing else")
     if "records" in body:
         return serving.frame_from_records(body["records"], config.features)
     path = serving.resolve_data_file(body["file_name"], config)

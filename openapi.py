@@ -4,6 +4,7 @@ tests/test_openapi.py checks it against the app's routes; tests/fuzz_api.py fuzz
 
 import re
 
+import plots
 from serving import MAX_FILE_NAME
 
 JSON, CSV, TEXT = "application/json", "text/csv", "text/plain"
@@ -31,9 +32,10 @@ TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 HEX = {"type": "string", "pattern": "^[0-9a-f]+$"}
 
 
-def _pairs(first: dict, second: dict) -> dict:
-    """[[a, b], ...] rows."""
-    return {"type": "array", "items": {"type": "array", "prefixItems": [first, second], "minItems": 2, "maxItems": 2}}
+def _rows(width: int, types: list[str], description: str) -> dict:
+    """[[a, b, ...], ...] rows of a fixed width (no prefixItems: schemathesis 4 rejects it in responses)."""
+    return {"type": "array", "description": description,
+            "items": {"type": "array", "minItems": width, "maxItems": width, "items": {"type": types}}}
 
 
 def _schemas(features: tuple[str, ...]) -> dict:
@@ -59,15 +61,12 @@ def _schemas(features: tuple[str, ...]) -> dict:
                             "probabilities": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}},
                             "model": HEX}),
         "Scoring": _obj({"data": NUMBER_OR_NULL, "model": HEX}),
-        "SummaryStats": _obj({"data": {"type": "array", "items": {
-            "type": "array", "prefixItems": [{"type": "string"}, NUMBER_OR_NULL, NUMBER_OR_NULL, NUMBER_OR_NULL],
-            "minItems": 4, "maxItems": 4}}, "model": HEX}),
+        "SummaryStats": _obj({"data": _rows(4, ["string", "number", "null"], "[feature, mean, median, std] rows"),
+                              "model": HEX}),
         "Diagnostics": _obj({
-            "missing_data": _pairs({"type": "string"}, NUMBER_OR_NULL),
-            "execution_time": _pairs({"type": "string"}, NUMBER_OR_NULL),
-            "outdated_packages": {"type": "array", "items": {"type": "array", "minItems": 3, "maxItems": 3,
-                                                             "prefixItems": [{"type": "string"}, STRING_OR_NULL,
-                                                                             STRING_OR_NULL]}}}),
+            "missing_data": _rows(2, ["string", "number", "null"], "[column, fraction missing] rows"),
+            "execution_time": _rows(2, ["string", "number", "null"], "[step, seconds] rows"),
+            "outdated_packages": _rows(3, ["string", "null"], "[package, installed, latest] rows")}),
         "Runs": _obj({"data": {"type": "array", "items": _ref("Run")}}),
         "Models": _obj({"data": {"type": "array", "items": _ref("Model")}, "production": {"type": ["string", "null"]}}),
         "Health": _obj({"status": {"type": "string", "enum": ["ok", "degraded"]}, "database": {"const": "ok"},
@@ -143,12 +142,14 @@ def _operations() -> dict:
     }
 
 
-def _parameters(path: str) -> list:
+def _parameters(path: str, features: tuple[str, ...]) -> list:
     if path == "/runs":
         return [{"name": "limit", "in": "query", "required": False, "description": "at most 500 are returned",
                  "schema": {"type": "integer", "minimum": 1, "default": 50}}]
     if path == "/plots/{name}":
-        return [{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}},
+        names = ["f1.png", "confusionmatrix.png", "timing.png", *(plots.file_name(f) for f in features)]
+        return [{"name": "name", "in": "path", "required": True, "description": "404 until a report has drawn it",
+                 "schema": {"type": "string", "enum": names}},
                 {"name": "v", "in": "query", "required": False, "description": "a version: cached for a day",
                  "schema": {"type": "string"}}]
     return []
@@ -169,7 +170,7 @@ def document(features: tuple[str, ...], auth: bool) -> dict:
         for method, (summary, responses) in methods.items():
             operation = {"summary": summary, "operationId": re.sub(r"\W+", "_", f"{method}{path}").strip("_"),
                          "responses": dict(responses)}
-            if parameters := _parameters(path):
+            if parameters := _parameters(path, features):
                 operation["parameters"] = parameters
             if path == "/prediction":
                 operation["requestBody"] = _request_body(features)

@@ -146,6 +146,7 @@ def test_symbolic_links_are_followed_and_refused_when_they_leave(client, deploye
     ('{"records": []}', "application/json", 400, "non-empty list"),
     ('{"records": {"lastmonth_activity": 1}}', "application/json", 400, "non-empty list"),
     ('{"file_name": 7}', "application/json", 400, "file_name must be"),
+    ('{"file_name": "testdata/testdata.csv", "model": "abc"}', "application/json", 400, "and nothing else"),
     ("file_name=testdata/testdata.csv", "application/x-www-form-urlencoded", 415, "text/csv"),
     ("", "text/csv", 400, "empty"),
     ("\xff\xfe\x00binary", "text/csv", 400, "not UTF-8"),
