@@ -84,6 +84,15 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@bp.app_template_filter("period")
+def period(span) -> str:
+    """'start → end' of a deployment.Period, the end without its date when it is the same day."""
+    end = "now" if span.until is None else when(span.until)
+    if end[:10] == when(span.deployed_at)[:10]:
+        end = end[11:]
+    return f"{when(span.deployed_at)} → {end}"
+
+
 @bp.app_template_filter("duration")
 def duration(run) -> str:
     """How long a run took, in a unit a person reads at a glance."""
