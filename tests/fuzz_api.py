@@ -28,15 +28,18 @@ SCENARIOS = [(False, None), (False, TOKEN), (True, None), (True, TOKEN)]  # (a d
 # Valid by the schema, refused by the server: a file_name that is not a data file (400 for '..' and
 # absolute paths), CSV text that is not a table of numbers, numbers beyond float range.
 PREDICTION_ACCEPTS = ["2xx", "400", "403", "404", "503"]
+INTERPRETER_BUG = "AST constructor recursion depth mismatch"
 CONFIG = """
 hooks = "fuzz_checks"
-
-[checks.not_a_server_error]
-expected-statuses = {statuses}
 
 [[operations]]
 include-path = "/prediction"
 checks.positive_data_acceptance.expected-statuses = {prediction}
+checks.not_a_server_error.expected-statuses = {model_statuses}
+
+[[operations]]
+include-path = ["/scoring", "/summarystats"]
+checks.not_a_server_error.expected-statuses = {model_statuses}
 """
 
 
@@ -86,9 +89,10 @@ def start_server(root: Path, token: str | None, log_path: Path) -> tuple[subproc
 
 def fuzz(url: str, token: str | None, model: bool, workdir: Path, examples: int) -> int:
     """Run schemathesis against one server; its exit code."""
-    statuses = ["2xx", "3xx", "4xx"] if model else ["2xx", "3xx", "4xx", "503"]  # 503: no model deployed yet
+    # Model endpoints answer the documented 503 until a model is deployed; any other 5xx is a failure.
+    model_statuses = ["2xx", "3xx", "4xx"] if model else ["2xx", "3xx", "4xx", "503"]
     config = workdir / "schemathesis.toml"
-    config.write_text(CONFIG.format(statuses=json.dumps(statuses), prediction=json.dumps(PREDICTION_ACCEPTS)))
+    config.write_text(CONFIG.format(model_statuses=json.dumps(model_statuses), prediction=json.dumps(PREDICTION_ACCEPTS)))
     command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
                f"{url}/openapi.json", "--checks", "all", "--max-examples", str(examples), "--seed", "11",
                "--workers", "2", "--request-timeout", "30", "--no-color"]
@@ -96,7 +100,15 @@ def fuzz(url: str, token: str | None, model: bool, workdir: Path, examples: int)
         command += ["--header", f"Authorization: Bearer {token}"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "FUZZ_SERVER_PATHS": os.pathsep.join([str(ROOT), str(workdir)])}
-    return subprocess.run(command, cwd=workdir, env=env, timeout=900).returncode
+    for attempt in (1, 2):
+        result = subprocess.run(command, cwd=workdir, env=env, timeout=900, capture_output=True, text=True)
+        print(result.stdout, result.stderr, sep="", flush=True)
+        # CPython 3.11 before 3.11.8 (gh-106905) can fail inside schemathesis itself, now and then, while
+        # it parses its own source: not an answer of the API, so that run is done once more.
+        if result.returncode == 0 or INTERPRETER_BUG not in result.stdout or attempt == 2:
+            return result.returncode
+        print("fuzz: schemathesis hit the CPython 3.11 AST bug (gh-106905); running it again", flush=True)
+    return 1
 
 
 def run_scenario(model: bool, token: str | None, examples: int) -> int:
