@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter, defaultdict
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -28,6 +29,7 @@ SCENARIOS = [(False, None), (False, TOKEN), (True, None), (True, TOKEN)]  # (a d
 # Valid by the schema, refused by the server: a file_name that is not a data file (400 for '..' and
 # absolute paths), CSV text that is not a table of numbers, numbers beyond float range.
 PREDICTION_ACCEPTS = ["2xx", "400", "403", "404", "503"]
+WITH_INPUTS = {"POST /prediction", "GET /runs", "GET /plots/{name}"}  # operations with parameters or a body
 INTERPRETER_BUG = "AST constructor recursion depth mismatch"
 CONFIG = """
 hooks = "fuzz_checks"
@@ -95,7 +97,8 @@ def fuzz(url: str, token: str | None, model: bool, workdir: Path, examples: int)
     config.write_text(CONFIG.format(model_statuses=json.dumps(model_statuses), prediction=json.dumps(PREDICTION_ACCEPTS)))
     command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
                f"{url}/openapi.json", "--checks", "all", "--max-examples", str(examples), "--seed", "11",
-               "--workers", "2", "--request-timeout", "30", "--no-color"]
+               "--workers", "2", "--request-timeout", "30", "--no-color",
+               "--report", "ndjson", "--report-ndjson-path", str(workdir / "events.ndjson")]
     if token:
         command += ["--header", f"Authorization: Bearer {token}"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
@@ -106,9 +109,28 @@ def fuzz(url: str, token: str | None, model: bool, workdir: Path, examples: int)
         # CPython 3.11 before 3.11.8 (gh-106905) can fail inside schemathesis itself, now and then, while
         # it parses its own source: not an answer of the API, so that run is done once more.
         if result.returncode == 0 or INTERPRETER_BUG not in result.stdout or attempt == 2:
-            return result.returncode
+            return result.returncode or check_counts(workdir / "events.ndjson", examples)
         print("fuzz: schemathesis hit the CPython 3.11 AST bug (gh-106905); running it again", flush=True)
     return 1
+
+
+def check_counts(events: Path, examples: int) -> int:
+    """Print the cases sent per operation; 1 when an operation with inputs got fewer than `examples` fuzzed ones
+    (an operation without parameters or body has one possible request, sent in every phase)."""
+    cases: dict[str, Counter] = defaultdict(Counter)
+    for line in events.read_text().splitlines():
+        event = json.loads(line).get("ScenarioFinished")
+        if event and event.get("recorder"):
+            cases[event["recorder"]["label"]][event["phase"]] += len(event["recorder"].get("cases", {}))
+    short = []
+    for label, phases in sorted(cases.items()):
+        print(f"fuzz: {label}: {sum(phases.values())} cases ({', '.join(f'{k} {v}' for k, v in phases.items())})")
+        if label in WITH_INPUTS and phases["fuzzing"] < examples:
+            short.append(label)
+    if short or not WITH_INPUTS <= set(cases):
+        print(f"fuzz: fewer than {examples} fuzzed cases for {', '.join(short) or 'a missing operation'}")
+        return 1
+    return 0
 
 
 def run_scenario(model: bool, token: str | None, examples: int) -> int:
