@@ -291,7 +291,7 @@ def test_unreachable_database_answers_503(sqlite_project, caplog):
     assert "database unreachable" in caplog.text
 
 
-DATABASE_ROUTES = ["/health", "/", "/scoring", "/summarystats", "/diagnostics", "/runs"]
+DATABASE_ROUTES = ["/health", "/", "/scoring", "/summarystats", "/diagnostics", "/runs", "/models"]
 
 
 def assert_database_unavailable(client, fragment: str, paths=DATABASE_ROUTES) -> None:
