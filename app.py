@@ -7,6 +7,7 @@ the ticks write to the database.
 
 import argparse
 import datetime as dt
+import io
 import json
 import logging
 import math
@@ -42,9 +43,9 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # plots come from config.static_path, served by dashboard
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_mb * 1024 * 1024
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
-                              "models": serving.ModelCache(config), "tables_ready": False,
+                              "models": serving.ModelCache(), "schema_ready": False,
                               "api_token": env_setting(config.project_dir, "API_TOKEN")}
-    _ensure_tables(app, at_startup=True)
+    _ensure_schema(app, at_startup=True)
     _register_errors(app)
     app.before_request(auth.require_token)  # first: nothing about the database to a client without the token
     app.before_request(_prepare_database)
@@ -54,32 +55,35 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     return app
 
 
-def _ensure_tables(app: Flask, at_startup: bool = False) -> None:
-    """Create missing tables once, so an empty database answers instead of failing."""
+def _ensure_schema(app: Flask, at_startup: bool = False) -> None:
+    """Set up an empty database, or check the revision of an existing one, until it is found right.
+
+    A database that is behind raises db.SchemaOutOfDate (503 until `python dbsetup.py` upgrades it).
+    """
     ext = app.extensions["drat"]
-    if ext["tables_ready"]:
+    if ext["schema_ready"]:
         return
     try:
-        try:
-            db.create_tables(ext["engine"])
-        except sa.exc.DBAPIError as exc:
-            if database_trouble(exc):
-                raise
-            db.create_tables(ext["engine"])  # another worker or a tick created one at the same moment
+        db.ensure_schema(ext["engine"])
     except sa.exc.DBAPIError as exc:
         if not at_startup or not database_trouble(exc):
             raise  # answered 503 by the handler below
         # The database may come back (or be restored) later: start anyway, /health says what is wrong.
         log.error("database unreachable or unusable at startup: %s", exc)
         return
-    ext["tables_ready"] = True
+    except db.SchemaOutOfDate as exc:
+        if not at_startup:
+            raise
+        log.error("%s", exc)
+        return
+    ext["schema_ready"] = True
     ext["engine"].dispose()  # pooled connections must not be shared by processes forked after startup
 
 
 def _prepare_database() -> None:
-    """Tables for the first request that finds the database reachable; /health reports instead of failing."""
+    """Check the schema for the first request that finds the database reachable; /health reports instead of failing."""
     if request.endpoint != "api.health":
-        _ensure_tables(current_app)
+        _ensure_schema(current_app)
 
 
 def database_trouble(exc: sa.exc.DBAPIError) -> str | None:
@@ -117,10 +121,20 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(storage.ModelIntegrityError)
     def model_mismatch(exc):
-        # Never unpickled; the next tick restores the production file from its archived copy.
+        # Never unpickled. The message names a model hex, never a server path.
         log.error("refusing to serve the production model: %s", exc)
-        return _json_error(503, "the production model file does not match its recorded checksum; "
-                                "it is not served until it is restored")
+        return _json_error(503, f"the production model is not served: {exc}")
+
+    @app.errorhandler(db.SchemaOutOfDate)
+    def schema_out_of_date(exc):
+        return _json_error(503, str(exc))
+
+    @app.errorhandler(PermissionError)
+    def unreadable(exc):
+        # A file the pipeline wrote (model, plot, report) that the user the API runs as may not read.
+        log.error("permission denied on %s %s: %s", request.method, request.path, exc)
+        return _json_error(503, "a file this answer needs cannot be read by the user the API runs as: "
+                                "check the permissions of the project's output folders")
 
     @app.errorhandler(sa.exc.DBAPIError)
     def database_down(exc):
@@ -297,7 +311,7 @@ def openapi_document():
 def health():
     """Database and model state; 503 when the database cannot be reached."""
     try:
-        _ensure_tables(current_app)
+        _ensure_schema(current_app)
         with state("engine").connect() as conn:
             model = db.production_model(conn)
             last = db.recent_runs(conn, 1)
@@ -308,6 +322,8 @@ def health():
             raise
         log.error("health: database unusable: %s", exc)
         return jsonify(status="error", database="unavailable", error=message), 503
+    except db.SchemaOutOfDate as exc:
+        return jsonify(status="error", database="out of date", error=str(exc)), 503
     status = "ok" if model_json is None or model_json["file"] == "ok" else "degraded"
     return jsonify(status=status, database="ok", model=model_json, last_run=run_json(last[0]) if last else None)
 
@@ -317,9 +333,9 @@ def model_health(conn, model) -> dict:
     try:
         state("models").get(conn)
         file_state = "ok"
-    except storage.ModelIntegrityError:  # reported, not raised: /health describes, /prediction refuses
-        log.error("health: the production model file does not match model %s", model.hex)
-        file_state = "does not match its recorded checksum"
+    except storage.ModelIntegrityError as exc:  # reported, not raised: /health describes, /prediction refuses
+        log.error("health: %s", exc)
+        file_state = "does not match its recorded checksum" if "sha256" in str(exc) else "missing from the database"
     return {"hex": model.hex, "f1_score": number(model.f1_score), "deployed_at": timestamp(model.deployed_at),
             "train_rows": model.train_rows, "file": file_state}
 
@@ -327,10 +343,11 @@ def model_health(conn, model) -> dict:
 @bp.get("/report")
 def report():
     """The newest PDF report."""
-    path = serving.latest_report(state("config"))
-    if path is None:
+    with state("engine").connect() as conn:
+        stored = db.artifact(conn, "report")
+    if stored is None:
         abort(404, description="no report yet: reports are written by ticks that ingest new data")
-    return send_file(path, mimetype="application/pdf", download_name=path.name)
+    return send_file(io.BytesIO(stored.data), mimetype="application/pdf", download_name=f"report_{stored.hex}.pdf")
 
 
 def main(argv: list[str] | None = None) -> int:

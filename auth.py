@@ -9,7 +9,7 @@ import hmac
 from flask import current_app, jsonify, request
 
 OPEN_ENDPOINTS = {"api.health"}  # load balancers and uptime checks probe it without a secret
-BROWSER_ENDPOINTS = {"dashboard.index", "dashboard.plot", "api.report"}
+BROWSER_ENDPOINTS = {"dashboard.index", "dashboard.chart", "api.report"}
 REALM = "Churn risk monitor"
 
 

@@ -16,12 +16,16 @@ from config import Config, run_script
 log = logging.getLogger(__name__)
 
 
-def _copy_verified(config: Config, row) -> None:
-    """Copy a recorded model to the production file, checking its sha256 first."""
+def _copy_verified(conn: sa.Connection, config: Config, row) -> None:
+    """Copy a recorded model to the production file, checking its sha256 first; its bytes come from
+    the archived copy in models/, or from the database where this host has no such file."""
     try:
         data = (config.project_dir / row.path).read_bytes()
     except FileNotFoundError as exc:
-        raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
+        stored = db.artifact(conn, "model", row.hex)
+        if stored is None:
+            raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
+        data = stored.data
     if storage.sha256_bytes(data) != row.sha256:
         raise storage.ModelIntegrityError(f"{row.path} does not match the sha256 recorded for model {row.hex}")
     storage.replace_atomically(config.production_model, lambda handle: handle.write(data))
@@ -33,7 +37,7 @@ def deploy_model(conn: sa.Connection, config: Config, model_hex: str, run_hex: s
     (committed by the caller). If the transaction never commits, restore_production_file puts
     the old model back."""
     row = conn.execute(sa.select(db.models).where(db.models.c.hex == model_hex)).one()
-    _copy_verified(config, row)
+    _copy_verified(conn, config, row)
     db.set_production(conn, model_hex, run_hex, decided_by, reason)
     log.info("deployed model %s (F1 %.4f) by %s: %s", model_hex, row.f1_score, decided_by, reason or "no reason given")
 
@@ -109,7 +113,7 @@ def restore_production_file(conn: sa.Connection, config: Config) -> bool:
                        and storage.sha256_file(config.production_model) == row.sha256):
         return False
     log.warning("production model file does not match model %s: restoring it from %s", row.hex, row.path)
-    _copy_verified(config, row)
+    _copy_verified(conn, config, row)
     return True
 
 
@@ -126,11 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     engine = db.make_engine(config.database_url)
     if args.list:
-        db.create_tables(engine)
+        db.ensure_schema(engine)
         with engine.connect() as conn:
             print(render_models(list_models(conn)))
         return 0
-    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "deployment.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
             query = sa.select(db.models.c.hex).order_by(db.models.c.id.desc())
             query = query.where(db.models.c.hex == args.model) if args.model else query.where(~db.models.c.is_production)

@@ -94,7 +94,7 @@ def _binary(description: str, media_type: str) -> dict:
     return _ok(description, media_type, {"type": "string", "format": "binary"})
 
 
-BROWSER_PATHS = {"/", "/plots/{name}", "/report"}  # auth.BROWSER_ENDPOINTS: HTTP Basic too
+BROWSER_PATHS = {"/", "/charts/{name}.png", "/report"}  # auth.BROWSER_ENDPOINTS: HTTP Basic too
 UNAVAILABLE = "the database is unavailable (unreachable, or its file damaged)"
 NO_MODEL = "no model is deployed yet, or the database is unavailable"
 
@@ -110,8 +110,9 @@ def _operations() -> dict:
     return {
         "/": {"get": ("the monitoring dashboard", {**_ok("the dashboard", "text/html", {"type": "string"}),
                                                     "503": _error(UNAVAILABLE)})},
-        "/plots/{name}": {"get": ("a plot drawn by the latest report", {**_binary("the PNG", "image/png"),
-                                                                        "404": _error("no such plot"),
+        "/charts/{name}.png": {"get": ("a chart of the dashboard, drawn from the database",
+                                       {**_binary("the PNG", "image/png"),
+                                        "404": _error("no such chart (the confusion matrix: not before a report)"),
                                                                         "503": _error(UNAVAILABLE)})},
         "/prediction": {"post": ("predict churn for the rows of a data file, of JSON records or of a CSV body",
                                  prediction)},
@@ -146,11 +147,10 @@ def _parameters(path: str, features: tuple[str, ...]) -> list:
     if path == "/runs":
         return [{"name": "limit", "in": "query", "required": False, "description": "at most 500 are returned",
                  "schema": {"type": "integer", "minimum": 1, "default": 50}}]
-    if path == "/plots/{name}":
-        names = ["f1.png", "confusionmatrix.png", "timing.png", *(plots.file_name(f) for f in features)]
-        return [{"name": "name", "in": "path", "required": True, "description": "404 until a report has drawn it",
-                 "schema": {"type": "string", "enum": names}},
-                {"name": "v", "in": "query", "required": False, "description": "a version: cached for a day",
+    if path == "/charts/{name}.png":
+        return [{"name": "name", "in": "path", "required": True, "schema": {"type": "string",
+                                                                             "enum": list(plots.chart_files(features))}},
+                {"name": "v", "in": "query", "required": False, "description": "the data version: cached for a day",
                  "schema": {"type": "string"}}]
     return []
 

@@ -20,7 +20,7 @@ import reporting
 import storage
 from config import PROJECT_DIR
 from fullprocess import run_tick
-from training import model_path, relative_to_project, train_model
+from training import model_path, record_model, relative_to_project, train_model
 
 OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
@@ -57,9 +57,9 @@ def get_json(url: str):
 
 
 @contextmanager
-def live_server(config, log_path: Path, gunicorn_workers: int = 0):
+def live_server(config, log_path: Path, gunicorn_workers: int = 0, prefix: tuple[str, ...] = ()):
     """`python app.py` (or gunicorn, as the Procfile runs it) on a free port for a project;
-    yields its URL once /health answers."""
+    yields its URL once /health answers. prefix: a command that runs the server (setpriv ...)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DATABASE_URL": config.database_url}
@@ -68,7 +68,7 @@ def live_server(config, log_path: Path, gunicorn_workers: int = 0):
         command = [sys.executable, "-m", "gunicorn", "--workers", str(gunicorn_workers), "--bind", f"127.0.0.1:{port}",
                    f"app:create_app({str(config.project_dir)!r})"]
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
+        server = subprocess.Popen([*prefix, *command], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -93,7 +93,7 @@ def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     sha = storage.save_model(train_model(frame, project), path)
     with engine.begin() as conn:
         db.start_run(conn, hex_id, "deployment.py")
-        db.record_model(conn, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
+        record_model(conn, project, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
         deployment.deploy_model(conn, project, hex_id, hex_id, "deployment.py", "redeployed by the test")
         db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
     return hex_id

@@ -18,9 +18,6 @@ from app import create_app
 from fullprocess import run_tick
 
 NO_MODEL = "no model is deployed yet"
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-                    "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4a60000000049454e44ae426082")
-
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
@@ -220,10 +217,10 @@ def test_requests_that_got_a_500_get_a_4xx(client, deployed, project, request_ar
     assert len(response.get_data()) < 2000  # the answer never echoes a long name whole
 
 
-def test_a_plot_name_too_long_for_the_file_system_is_404(client, project):
-    project.static_path.mkdir()  # the file system is asked only when the folder exists
+def test_a_chart_name_too_long_for_the_file_system_is_404(client, project):
     for name in ("a" * 3000, "a" * 3000 + ".png", "a" * 250 + ".png"):
-        assert_error(client.get(f"/plots/{name}"), 404, "no such plot", project)
+        assert_error(client.get(f"/charts/{name}"), 404, "", project)
+        assert_error(client.get(f"/plots/{name}"), 404, "", project)
 
 
 def test_every_error_is_json_without_details(client, monkeypatch, caplog):
@@ -318,14 +315,14 @@ def test_a_truncated_sqlite_file_answers_503_everywhere(project, engine, deploye
     assert_database_unavailable(client, "damaged or is not a database")
     assert "file is not a database" in caplog.text or "malformed" in caplog.text  # the details are logged
     restarted = create_app(project).test_client()  # a worker started on the damaged file starts, and says so
-    assert_database_unavailable(restarted, "damaged or is not a database", [*DATABASE_ROUTES, "/plots/f1.png", "/report"])
+    assert_database_unavailable(restarted, "damaged or is not a database", [*DATABASE_ROUTES, "/charts/f1.png", "/report"])
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_an_unreachable_postgresql_answers_503_everywhere(project):
     url = sa.make_url(project.database_url).set(port=free_port()).render_as_string(hide_password=False)  # nothing listens
     client = create_app(dataclasses.replace(project, database_url=url)).test_client()
-    assert_database_unavailable(client, "cannot be reached or opened", [*DATABASE_ROUTES, "/plots/f1.png", "/report"])
+    assert_database_unavailable(client, "cannot be reached or opened", [*DATABASE_ROUTES, "/charts/f1.png", "/report"])
 
 
 class Payload:
@@ -338,13 +335,16 @@ class Payload:
         return Path.touch, (self.marker,)
 
 
-def test_tampered_model_file_is_refused_and_never_unpickled(client, deployed, project, tmp_path, caplog):
+def test_a_corrupted_model_row_is_refused_and_never_unpickled(client, deployed, project, engine, tmp_path, caplog):
     probe = tmp_path / "probe"
     pickle.loads(pickle.dumps(Payload(probe)))
     assert probe.exists()  # the payload works: loading it would leave the marker
     marker = tmp_path / "unpickled"
-    project.production_model.write_bytes(pickle.dumps(Payload(marker)))
-    assert_error(predict(client, records=[RECORD]), 503, "does not match its recorded checksum", project)
+    with engine.begin() as conn:  # the API reads the model's bytes from the database, never from a file
+        conn.execute(db.artifacts.update().where(db.artifacts.c.kind == "model", db.artifacts.c.hex == deployed.hex)
+                     .values(data=pickle.dumps(Payload(marker))))
+    assert_error(predict(client, records=[RECORD]), 503, f"model {deployed.hex} does not match its recorded sha256",
+                 project)
     health = client.get("/health").json
     assert health["status"] == "degraded"
     assert health["model"]["file"] != "ok"
@@ -380,26 +380,28 @@ def test_dashboard_shows_runs_and_quarantined_files_escaped(client, deployed, pr
     assert "x&lt;b&gt;y.csv" in page
     assert "x<b>y.csv" not in page
     assert "missing column(s)" in page
-    assert "No plot yet" in page  # reports were not drawn in this test: an empty state, not a broken image
-    assert "<img" not in page
+    # Charts come from the database; the confusion matrix needs a report, not drawn in this test:
+    # an empty state, not a broken image.
+    assert page.count("No plot yet") == 1
+    assert page.count("<img") == 2 + len(project.features)
     assert "No report yet" in page
 
 
-def test_plots_come_only_from_the_static_folder(client, project, tmp_path):
-    project.static_path.mkdir()
-    (project.static_path / "f1.png").write_bytes(PNG)
-    (project.static_path / "notes.txt").write_text("not a plot")
-    (tmp_path / "outside.png").write_bytes(PNG)
-    (project.static_path / "link.png").symlink_to(tmp_path / "outside.png")
-    with client.get("/plots/f1.png?v=1") as plot:
-        assert plot.status_code == 200
-        assert plot.mimetype == "image/png"
-        assert plot.data == PNG
-    for name in ("link.png", "notes.txt", "..%2Fconfig.json", ".hidden.png", "missing.png"):
-        assert_error(client.get(f"/plots/{name}"), 404)
+def test_charts_are_drawn_from_the_database(client, deployed, project):
+    page = client.get("/").get_data(as_text=True)
+    for name in ("f1", "timing", *project.features):
+        url = page.split(f'src="/charts/{name}.png?v=')[1].split('"')[0]
+        with client.get(f"/charts/{name}.png?v={url}") as chart:
+            assert chart.status_code == 200
+            assert chart.mimetype == "image/png"
+            assert chart.data.startswith(b"\x89PNG")
+            assert chart.cache_control.max_age == 86400  # the version in the URL: cacheable
+    assert not project.static_path.exists()  # nothing was read from (or written to) static/
+    for name in ("nowhere", "..%2Fconfig.json", "f1.png%00", "confusionmatrix"):  # no report yet: no matrix
+        assert_error(client.get(f"/charts/{name}.png"), 404)
 
 
-def test_report_and_plots_of_a_real_tick(sqlite_project):
+def test_report_and_charts_of_a_real_tick(sqlite_project):
     engine = db.make_engine(sqlite_project.database_url)
     tick = deploy(sqlite_project, engine)
     engine.dispose()
@@ -413,9 +415,9 @@ def test_report_and_plots_of_a_real_tick(sqlite_project):
     assert 'href="/report"' in page
     assert "No plot yet" not in page
     for name in ("f1", "confusionmatrix", "timing", *sqlite_project.features):
-        assert f'src="/plots/{name}.png?v=' in page
-        with client.get(f"/plots/{name}.png") as plot:
-            assert plot.mimetype == "image/png"
+        assert f'src="/charts/{name}.png?v=' in page
+        with client.get(f"/charts/{name}.png") as chart:
+            assert chart.mimetype == "image/png"
 
 
 def test_tables_are_created_on_an_empty_database(project):
@@ -438,7 +440,7 @@ def basic(password: str = TOKEN, user: str = "anyone") -> dict:
 
 def every_route(app) -> list[tuple[str, str]]:
     """(method, url) of every route of the app, HEAD and OPTIONS aside."""
-    urls = {"/plots/<name>": "/plots/f1.png"}
+    urls = {"/charts/<name>.png": "/charts/f1.png"}
     return sorted((method, urls.get(rule.rule, rule.rule)) for rule in app.url_map.iter_rules()
                   for method in rule.methods - {"HEAD", "OPTIONS"})
 
@@ -474,23 +476,22 @@ def test_api_token_locks_every_route_but_health(project, deployed, monkeypatch, 
 
 def test_a_browser_opens_the_dashboard_with_http_basic(project, deployed, monkeypatch):
     monkeypatch.setenv("API_TOKEN", TOKEN)
-    project.static_path.mkdir()
-    (project.static_path / "f1.png").write_bytes(PNG)
     app = create_app(project)
     client = app.test_client()
+
     def status(url, headers):
         with client.get(url, headers=headers) as response:  # closes a file that send_file opened
             return response.status_code
 
-    for url in ("/", "/plots/f1.png", "/report"):
+    for url in ("/", "/charts/f1.png", "/report"):
         challenge = client.get(url)
         assert challenge.status_code == 401
         assert challenge.headers["WWW-Authenticate"].startswith('Basic realm="')  # the browser asks
-        assert status(url, basic()) == (404 if url == "/report" else 200)  # no report is drawn in this test
+        assert status(url, basic()) == (404 if url == "/report" else 200)  # no report is written in this test
         assert status(url, basic(user="")) == (404 if url == "/report" else 200)
         assert status(url, basic("wrong")) == 401
-    with client.get("/plots/f1.png", headers=basic()) as plot:
-        assert plot.data == PNG
+    with client.get("/charts/f1.png", headers=basic()) as chart:
+        assert chart.data.startswith(b"\x89PNG")
     for url in ("/scoring", "/runs", "/diagnostics"):  # the JSON API takes the Bearer token only
         refused = client.get(url, headers=basic())
         assert_error(refused, 401, "authentication required")

@@ -1,16 +1,16 @@
 """Data: the latest deployment of each model recorded before the deployments table existed
 (models.deployed_at is all that was kept), so that --list and /models show it.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
