@@ -12,6 +12,7 @@ from servers import RECORD, get_json, live_server
 from test_scripts import checkout, run  # noqa: F401 (the fixture: a copy of the project run as processes)
 
 import db
+import deployment
 from app import timestamp
 from config import load_config
 
@@ -100,3 +101,29 @@ def test_two_deployments_and_a_rollback_by_hand(checkout, tmp_path):  # noqa: F8
     for row in models:
         assert row.hex in page
     assert REASON in page
+
+
+def test_an_upgraded_database_lists_the_deployments_made_before_they_were_logged(database_url):
+    from alembic import command
+
+    engine = db.migration_engine(database_url)
+    with engine.begin() as conn:
+        command.upgrade(db.alembic_config(conn), "0003")  # before the deployments table
+        conn.execute(db.runs.insert(), [{"hex": h, "command": "fullprocess.py", "started_at": db.now(), "status": s}
+                                        for h, s in (("a1", "deployed"), ("b2", "kept"))])
+        conn.execute(db.models.insert(), [
+            {"hex": "a1", "path": "models/model_a1.pkl", "sha256": "0" * 64, "f1_score": 0.7, "train_rows": 100,
+             "deployed_at": db.now(), "is_production": True},
+            {"hex": "b2", "path": "models/model_b2.pkl", "sha256": "1" * 64, "f1_score": 0.6, "train_rows": 200,
+             "deployed_at": None, "is_production": False}])
+    engine.dispose()
+    assert db.upgrade(database_url)[1] == db.SCHEMA_REVISION
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        records = {r.hex: r for r in deployment.list_models(conn)}
+    engine.dispose()
+    assert records["b2"].periods == ()
+    (period,) = records["a1"].periods
+    assert (period.decided_by, period.until, period.run) == ("unknown", None, "a1")
+    assert "before deployments were logged" in period.reason
+    assert records["a1"].in_production
