@@ -24,7 +24,7 @@ def copy_earlier_artifacts(config: Config, engine: sa.Engine) -> int:
     """Store the models, references and reports found on disk that the database lacks; how many."""
     copied = 0
     with engine.begin() as conn:
-        stored = set(conn.execute(sa.select(db.artifacts.c.kind, db.artifacts.c.hex)).tuples())
+        stored = {(kind, hex_id) for kind, hex_id in conn.execute(sa.select(db.artifacts.c.kind, db.artifacts.c.hex))}
         for model in conn.execute(sa.select(db.models)).all():
             path, reference = config.project_dir / model.path, config.output_model_path / f"model_{model.hex}_reference.csv"
             if ("model", model.hex) not in stored and path.is_file():

@@ -61,14 +61,31 @@ def live_server(config, log_path: Path, gunicorn_workers: int = 0, prefix: tuple
     """`python app.py` (or gunicorn, as the Procfile runs it) on a free port for a project;
     yields its URL once /health answers. prefix: a command that runs the server (setpriv ...)."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": config.database_url}
     command = [sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port), "--project-dir", str(config.project_dir)]
     if gunicorn_workers:
-        command = [sys.executable, "-m", "gunicorn", "--workers", str(gunicorn_workers), "--bind", f"127.0.0.1:{port}",
-                   f"app:create_app({str(config.project_dir)!r})"]
+        command = gunicorn(port, gunicorn_workers, f"app:create_app({str(config.project_dir)!r})")
+    with running_server([*prefix, *command], port, PROJECT_DIR, {"DATABASE_URL": config.database_url}, log_path) as url:
+        yield url
+
+
+def gunicorn(port: int, workers: int, app: str = "app:create_app()") -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", app]
+
+
+@contextmanager
+def replica(code_dir: Path, database_url: str, log_path: Path, workers: int = 2):
+    """The API as a web host runs it: gunicorn in a checkout of the code, given only DATABASE_URL."""
+    port = free_port()
+    with running_server(gunicorn(port, workers), port, code_dir, {"DATABASE_URL": database_url}, log_path) as url:
+        yield url
+
+
+@contextmanager
+def running_server(command: list[str], port: int, cwd: Path, env: dict, log_path: Path):
+    """Run a server command; yield its URL once /health answers; stop it afterwards."""
+    url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([*prefix, *command], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=cwd)
     try:
         deadline = time.monotonic() + 30
         while True:
