@@ -8,6 +8,7 @@ the ticks write to the database.
 import argparse
 import datetime as dt
 import io
+import json
 import logging
 import math
 import os
@@ -15,17 +16,21 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, abort, current_app, jsonify, request, send_file
+from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+import auth
 import dashboard
 import db
+import deployment
+import openapi
 import serving
 import storage
-from config import PROJECT_DIR, Config, load_config, run_script, setup_logging
+from config import PROJECT_DIR, Config, env_setting, load_config, run_script, setup_logging
 from serving import state
 
 log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
 RUNS_DEFAULT, RUNS_MAX = 50, 500
 
 
@@ -38,12 +43,14 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # plots come from config.static_path, served by dashboard
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_mb * 1024 * 1024
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
-                              "models": serving.ModelCache(), "schema_ready": False}
+                              "models": serving.ModelCache(), "schema_ready": False,
+                              "api_token": env_setting(config.project_dir, "API_TOKEN")}
     _ensure_schema(app, at_startup=True)
     _register_errors(app)
+    app.before_request(auth.require_token)  # first: nothing about the database to a client without the token
     app.before_request(_prepare_database)
     app.after_request(_security_headers)
-    _register_api(app)
+    app.register_blueprint(bp)
     app.register_blueprint(dashboard.bp)
     return app
 
@@ -58,11 +65,11 @@ def _ensure_schema(app: Flask, at_startup: bool = False) -> None:
         return
     try:
         db.ensure_schema(ext["engine"])
-    except sa.exc.OperationalError as exc:
-        if not at_startup:
+    except sa.exc.DBAPIError as exc:
+        if not at_startup or not database_trouble(exc):
             raise  # answered 503 by the handler below
-        # The database may come back later: start anyway, /health says what is wrong.
-        log.error("database unreachable at startup: %s", exc)
+        # The database may come back (or be restored) later: start anyway, /health says what is wrong.
+        log.error("database unreachable or unusable at startup: %s", exc)
         return
     except db.SchemaOutOfDate as exc:
         if not at_startup:
@@ -75,8 +82,17 @@ def _ensure_schema(app: Flask, at_startup: bool = False) -> None:
 
 def _prepare_database() -> None:
     """Check the schema for the first request that finds the database reachable; /health reports instead of failing."""
-    if request.endpoint != "health":
+    if request.endpoint != "api.health":
         _ensure_schema(current_app)
+
+
+def database_trouble(exc: sa.exc.DBAPIError) -> str | None:
+    """What to tell a client about a database that cannot be used, or None for an error that is a bug."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):  # down, unreachable, locked, unopenable
+        return "the database is unavailable: it cannot be reached or opened; try again shortly"
+    if type(exc) is sa.exc.DatabaseError:  # SQLite: "file is not a database", "database disk image is malformed"
+        return "the database is unavailable: its file is damaged or is not a database; restore it from a backup"
+    return None
 
 
 def _json_error(status: int, message: str, response=None):
@@ -120,10 +136,14 @@ def _register_errors(app: Flask) -> None:
         return _json_error(503, "a file this answer needs cannot be read by the user the API runs as: "
                                 "check the permissions of the project's output folders")
 
-    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.DBAPIError)
     def database_down(exc):
+        message = database_trouble(exc)
+        if message is None:
+            log.exception("database error on %s %s", request.method, request.path)
+            return _json_error(500, "internal server error")
         log.error("database error on %s %s: %s", request.method, request.path, exc)
-        return _json_error(503, "the database is unavailable; try again shortly")
+        return _json_error(503, message)
 
     @app.errorhandler(Exception)
     def internal_error(exc):
@@ -157,29 +177,44 @@ def run_json(row) -> dict:
             "finished_at": timestamp(row.finished_at), "status": row.status, "message": row.message}
 
 
+def request_body() -> bytes:
+    """The request body; 413 when it is over the limit, chunked bodies included."""
+    data = request.get_data(cache=True)
+    # Werkzeug cuts a chunked body (no Content-Length) at the limit without a word: reaching it is too large.
+    if request.content_length is None and request.max_content_length is not None \
+            and len(data) >= request.max_content_length:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def request_json():
+    """The request body parsed as JSON; 400 when it is not JSON or nested too deeply to parse."""
+    try:
+        return json.loads(request_body())
+    except ValueError:  # includes bytes that are not UTF-8/16/32 text
+        abort(400, description="the body is not valid JSON")
+    except RecursionError:
+        abort(400, description="the body is not valid JSON: it is nested too deeply")
+
+
 def prediction_frame(config: Config):
     """The rows of a /prediction request: JSON file_name or records, or a text/csv body."""
     if request.mimetype in serving.CSV_TYPES:
-        return serving.frame_from_csv(request.get_data())
+        return serving.frame_from_csv(request_body())
     if not request.is_json:
         abort(415, description="send JSON ({\"file_name\": ...} or {\"records\": [...]}) or a text/csv body")
-    body = request.get_json(silent=True)
-    if body is None:
-        abort(400, description="the body is not valid JSON")
+    body = request_json()
     if not isinstance(body, dict) or len({"file_name", "records"} & body.keys()) != 1:
         abort(400, description="the body must be a JSON object with either file_name or records")
+    if len(body) != 1:  # a misspelt option must not be ignored in silence
+        abort(400, description="the body must hold file_name or records and nothing else")
     if "records" in body:
         return serving.frame_from_records(body["records"], config.features)
     path = serving.resolve_data_file(body["file_name"], config)
     return serving.frame_from_csv(serving.read_data_file(path))
 
 
-def _register_api(app: Flask) -> None:
-    app.add_url_rule("/prediction", view_func=prediction, methods=["POST"])
-    for view in (scoring, summary_stats, diagnostics, runs, health, report):
-        app.add_url_rule("/" + view.__name__.replace("_", ""), view_func=view, methods=["GET"])
-
-
+@bp.post("/prediction")
 def prediction():
     """Predicted labels and churn probabilities for the rows sent."""
     config = state("config")
@@ -190,6 +225,7 @@ def prediction():
     return jsonify(data=labels, probabilities=probabilities, model=model_hex)
 
 
+@bp.get("/scoring")
 def scoring():
     """The production model's F1 on the held-out test data."""
     with state("engine").connect() as conn:
@@ -199,6 +235,7 @@ def scoring():
     return jsonify(data=number(score.f1_score), model=score.model_hex)
 
 
+@bp.get("/summarystats")
 def summary_stats():
     """Mean, median and std of each feature, computed by the run that trained the production model."""
     with state("engine").connect() as conn:
@@ -210,6 +247,7 @@ def summary_stats():
     return jsonify(data=data, model=key.hex)
 
 
+@bp.get("/diagnostics")
 def diagnostics():
     """Missing data and step timings of the latest run that measured them, and outdated packages."""
     with state("engine").connect() as conn:
@@ -221,6 +259,7 @@ def diagnostics():
                    outdated_packages=[[r.package, r.installed, r.latest] for r in packages])
 
 
+@bp.get("/runs")
 def runs():
     """The newest runs first; ?limit=N (default 50, at most 500)."""
     limit = request.args.get("limit", str(RUNS_DEFAULT))
@@ -231,6 +270,42 @@ def runs():
     return jsonify(data=[run_json(r) for r in rows])
 
 
+@bp.get("/models")
+def models():
+    """Every recorded model, newest first: its scores, what it was trained on, and when it was in production."""
+    with state("engine").connect() as conn:
+        records = deployment.list_models(conn)
+    production = next((r.hex for r in records if r.in_production), None)
+    return jsonify(data=[model_json(r) for r in records], production=production)
+
+
+def model_json(record) -> dict:
+    """A deployment.ModelRecord as the API shows it."""
+    periods = [{"deployed_at": timestamp(p.deployed_at), "until": timestamp(p.until), "decided_by": p.decided_by,
+                "reason": p.reason, "run": p.run} for p in record.periods]
+    return {"hex": record.hex, "trained_at": timestamp(record.trained_at), "train_rows": record.train_rows,
+            "f1_score": number(record.f1_score), "trained_on": record.trained_on,
+            "in_production": record.in_production, "periods": periods}
+
+
+@bp.get("/apireturns")
+def api_returns():
+    """Where a client writes its report of the API's answers: apireturns_path as configured, relative, as plain text."""
+    config = state("config")
+    try:
+        path = config.apireturns_path.relative_to(config.project_dir).as_posix()
+    except ValueError:  # configured outside the project: its name alone, never a server path
+        path = config.apireturns_path.name
+    return path, 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The API's OpenAPI 3 document, as this server runs (with or without API_TOKEN)."""
+    return jsonify(openapi.document(state("config").features, auth=state("api_token") is not None))
+
+
+@bp.get("/health")
 def health():
     """Database and model state; 503 when the database cannot be reached."""
     try:
@@ -239,9 +314,12 @@ def health():
             model = db.production_model(conn)
             last = db.recent_runs(conn, 1)
             model_json = None if model is None else model_health(conn, model)
-    except sa.exc.OperationalError as exc:  # the point of a health check: say so, do not fail
-        log.error("health: database unreachable: %s", exc)
-        return jsonify(status="error", database="unreachable", error="the database is unavailable"), 503
+    except sa.exc.DBAPIError as exc:  # the point of a health check: say so, do not fail
+        message = database_trouble(exc)
+        if message is None:
+            raise
+        log.error("health: database unusable: %s", exc)
+        return jsonify(status="error", database="unavailable", error=message), 503
     except db.SchemaOutOfDate as exc:
         return jsonify(status="error", database="out of date", error=str(exc)), 503
     status = "ok" if model_json is None or model_json["file"] == "ok" else "degraded"
@@ -263,6 +341,7 @@ def model_health(conn, model) -> dict:
             "train_rows": model.train_rows, "file": file_state}
 
 
+@bp.get("/report")
 def report():
     """The newest PDF report."""
     with state("engine").connect() as conn:

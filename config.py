@@ -67,13 +67,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
-    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
-    url = os.environ.get("DATABASE_URL")
-    if not url and (project_dir / ".env").is_file():
+def env_setting(project_dir: Path, name: str) -> str | None:
+    """A setting from the environment, else from project_dir/.env (never committed), else None; empty is unset."""
+    value = os.environ.get(name)
+    if not value and (project_dir / ".env").is_file():
         from dotenv import dotenv_values  # only when there is a .env to read
 
-        url = dotenv_values(project_dir / ".env").get("DATABASE_URL")
+        value = dotenv_values(project_dir / ".env").get(name)
+    return value or None
+
+
+def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
+    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
+    url = env_setting(project_dir, "DATABASE_URL")
     return normalize_database_url(url) if url else f"sqlite:///{sqlite_path}"
 
 

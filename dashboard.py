@@ -9,6 +9,7 @@ from flask import Blueprint, abort, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 
 import db
+import deployment
 import plots
 from serving import state
 
@@ -41,6 +42,7 @@ def index():
             "outdated": db.latest_run_rows(conn, db.outdated_packages),
             "report": db.artifact_hex(conn, "report"),
             "has_confusion": db.artifact_hex(conn, "confusion") is not None,
+            "models": deployment.list_models(conn),
         }
     charts = {name: url_for("dashboard.chart", name=name, v=version) for name in plots.chart_files(config.features)}
     if not context["has_confusion"]:
@@ -84,6 +86,15 @@ def when(value: dt.datetime | None) -> str:
     if value is None:
         return "—"
     return value.strftime("%Y-%m-%d %H:%M UTC")  # stored times come back in UTC (db.UTCDateTime)
+
+
+@bp.app_template_filter("period")
+def period(span) -> str:
+    """'start → end' of a deployment.Period, the end without its date when it is the same day."""
+    end = "now" if span.until is None else when(span.until)
+    if end[:10] == when(span.deployed_at)[:10]:
+        end = end[11:]
+    return f"{when(span.deployed_at)} → {end}"
 
 
 @bp.app_template_filter("duration")

@@ -110,6 +110,16 @@ models = sa.Table(
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
 )
 
+deployments = sa.Table(
+    "deployments", metadata,  # one row each time a model went into production: a rollback adds another
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_hex", sa.String(32), nullable=False, index=True),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),  # the run that deployed it
+    sa.Column("deployed_at", UTCDateTime, nullable=False),
+    sa.Column("decided_by", sa.String(40), nullable=False),  # fullprocess.py | deployment.py
+    sa.Column("reason", sa.Text),
+)
+
 artifacts = sa.Table(
     "artifacts", metadata,  # what the API needs besides rows: it reads only the database (any host, any replica)
     sa.Column("id", sa.Integer, primary_key=True),
@@ -147,7 +157,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0003"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0005"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
@@ -361,14 +371,18 @@ def model_to_deploy(conn: sa.Connection, hex_id: str | None = None) -> str | Non
     return conn.execute(query.where(models.c.hex == hex_id) if hex_id else query.where(~models.c.is_production)).scalar()
 
 
-def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:
-    """Make a recorded model production: models and f1 flags flip in the caller's transaction."""
+def set_production(conn: sa.Connection, hex_id: str, run_hex: str, decided_by: str, reason: str | None) -> None:
+    """Make a recorded model production: models and f1 flags flip and the deployment is logged, in the
+    caller's transaction."""
     row = get_model(conn, hex_id)
+    deployed_at = now()
     conn.execute(models.update().where(models.c.is_production).values(is_production=False))
     conn.execute(f1.update().where(f1.c.is_production).values(is_production=False))
-    conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=now()))
+    conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=deployed_at))
     conn.execute(f1.insert().values(hex=run_hex, model_hex=hex_id, f1_score=row.f1_score, dataset="testdata",
                                     is_production=True))
+    conn.execute(deployments.insert().values(model_hex=hex_id, hex=run_hex, deployed_at=deployed_at,
+                                             decided_by=decided_by, reason=reason))
 
 
 @contextmanager
@@ -541,8 +555,16 @@ def history(conn: sa.Connection, table: sa.Table, limit: int | None = None) -> l
     return list(reversed(conn.execute(query.limit(limit)).all()))
 
 
-def deployments(conn: sa.Connection) -> list:
-    """Models that have been deployed, with their F1 on the test data, in order of deployment."""
+def deployed_models(conn: sa.Connection) -> list:
+    """Models that have been deployed, with their F1 on the test data, in order of (latest) deployment."""
     query = sa.select(models).where(models.c.deployed_at.is_not(None)).order_by(models.c.deployed_at)
     return conn.execute(query).all()
+
+
+def model_records(conn: sa.Connection) -> tuple[list, list]:
+    """Every models row with the start of the run that trained it (trained_at), newest first; and every
+    deployments row, oldest first."""
+    query = (sa.select(models, runs.c.started_at.label("trained_at"))
+             .join(runs, runs.c.hex == models.c.hex, isouter=True).order_by(models.c.id.desc()))
+    return conn.execute(query).all(), conn.execute(sa.select(deployments).order_by(deployments.c.id)).all()
 

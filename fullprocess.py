@@ -214,7 +214,7 @@ def _record(conn, config: Config, tick: Tick) -> None:
         record_model(conn, config, tick.hex, *tick.trained)
     db.record_diagnostics(conn, tick.hex, tick.diagnostics)
     if tick.deploy:
-        deployment.deploy_model(conn, config, tick.hex, tick.hex)
+        deployment.deploy_model(conn, config, tick.hex, tick.hex, "fullprocess.py", "; ".join(tick.notes) or None)
     db.finish_run(conn, tick.hex, tick.status, "; ".join(tick.notes))
 
 

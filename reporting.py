@@ -75,7 +75,7 @@ def chart(name: str, conn, path: Path | None = None):
         stored = db.artifact(conn, "confusion")
         return None if stored is None else plots.confusion_matrix(json.loads(stored.data), path)
     if name == "f1":
-        return plots.f1_history(db.history(conn, db.f1, HISTORY_ROWS), db.deployments(conn), path)
+        return plots.f1_history(db.history(conn, db.f1, HISTORY_ROWS), db.deployed_models(conn), path)
     if name == "timing":
         return plots.timings(db.history(conn, db.script_timing, HISTORY_ROWS), path)
     return plots.feature_trend(name, db.history(conn, db.feature_stats, HISTORY_ROWS), path)

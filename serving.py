@@ -24,6 +24,7 @@ from config import Config
 log = logging.getLogger(__name__)
 CSV_TYPES = ("text/csv", "application/csv")
 NO_MODEL = "no model is deployed yet: run fullprocess.py first"
+MAX_FILE_NAME = 1024  # characters of a file_name (PATH_MAX is 4096 bytes, a name 255)
 
 
 def state(key: str):
@@ -69,6 +70,8 @@ def resolve_data_file(file_name, config: Config) -> Path:
     """The real path of a CSV inside the data folders; 400/403/404 for anything else."""
     if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name:
         abort(400, description="file_name must be a non-empty string")
+    if len(file_name) > MAX_FILE_NAME:  # no file system takes it, and the answer must not echo it whole
+        abort(400, description=f"file_name is too long: at most {MAX_FILE_NAME} characters")
     parts = re.split(r"[\\/]", file_name)
     # Checked before the file system is touched: no absolute path, drive or parent step at all.
     if file_name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_name) or ".." in parts:
@@ -77,10 +80,16 @@ def resolve_data_file(file_name, config: Config) -> Path:
     if not any(folder.is_dir() for folder in folders):  # a replica from a bare clone: it has only the database
         abort(404, description="this server has no data folders (it serves from the database only): "
                                "send records or a CSV body, or predict by file_name on the tick's host")
-    path = (config.project_dir / file_name).resolve()  # follows symbolic links to where they lead
-    if not any(path.is_relative_to(folder) for folder in folders):
+    try:
+        path = (config.project_dir / file_name).resolve()  # follows symbolic links to where they lead
+        inside = any(path.is_relative_to(folder) for folder in folders)
+        is_file = inside and path.is_file()
+    except OSError as exc:  # a name the file system refuses (ENAMETOOLONG, ELOOP): no such file
+        log.info("data file name refused by the file system: %s", exc.strerror)
+        abort(404, description=f"no such data file: {file_name}")
+    if not inside:
         abort(403, description=f"{file_name} is not inside the data folders")
-    if not path.is_file():
+    if not is_file:
         abort(404, description=f"no such data file: {file_name}")
     return path
 

@@ -96,6 +96,6 @@ def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     with engine.begin() as conn:
         db.start_run(conn, hex_id, "deployment.py")
         record_model(conn, project, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
-        deployment.deploy_model(conn, project, hex_id, hex_id)
+        deployment.deploy_model(conn, project, hex_id, hex_id, "deployment.py", "redeployed by the test")
         db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
     return hex_id

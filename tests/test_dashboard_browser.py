@@ -80,5 +80,8 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         text = page.inner_text("body")
         assert "broken.csv" in text
         assert "drift: F1 on new data" in text
+        models = page.inner_text("h2:has-text('Models') + div.card")  # the models table, one row per model
+        assert models.count("all data ingested until then") == 2
+        assert "by fullprocess.py" in models
         assert page.get_attribute("a.button", "href") == "/report"
         page.close()
