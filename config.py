@@ -35,6 +35,7 @@ class Config:
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
+    alert_webhook_url: str | None = None  # ALERT_WEBHOOK_URL (environment or .env): where alerts.py posts
 
     @property
     def finaldata_csv(self) -> Path:
@@ -54,7 +55,7 @@ class Config:
 
 
 _PATH_KEYS = {f.name for f in fields(Config) if f.type is Path} - {"project_dir"}
-_FILE_KEYS = {f.name for f in fields(Config)} - {"project_dir", "database_url"}
+_FILE_KEYS = {f.name for f in fields(Config)} - {"project_dir", "database_url", "alert_webhook_url"}
 
 
 def normalize_database_url(url: str) -> str:
@@ -65,13 +66,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
-    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
-    url = os.environ.get("DATABASE_URL")
-    if not url and (project_dir / ".env").is_file():
+def env_setting(project_dir: Path, name: str) -> str | None:
+    """A setting from the environment, else from project_dir/.env (never committed), else None."""
+    value = os.environ.get(name)
+    if not value and (project_dir / ".env").is_file():
         from dotenv import dotenv_values  # only when there is a .env to read
 
-        url = dotenv_values(project_dir / ".env").get("DATABASE_URL")
+        value = dotenv_values(project_dir / ".env").get(name)
+    return value or None
+
+
+def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
+    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
+    url = env_setting(project_dir, "DATABASE_URL")
     return normalize_database_url(url) if url else f"sqlite:///{sqlite_path}"
 
 
@@ -94,6 +101,7 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
         project_dir=project_dir,
         database_url=url or database_url_from_env(project_dir, values["sqlite_path"]),
         **values,
+        alert_webhook_url=env_setting(project_dir, "ALERT_WEBHOOK_URL"),
     )
 
 
