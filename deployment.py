@@ -8,6 +8,7 @@ import sys
 import sqlalchemy as sa
 
 import db
+import decisions
 import storage
 from config import Config, run_script
 
@@ -53,21 +54,38 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", help="hex id of the model to deploy (default: the newest trained)")
+    parser.add_argument("--reason", help="why, for the decision record (e.g. a ticket)")
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
-            query = sa.select(db.models.c.hex).order_by(db.models.c.id.desc())
-            query = query.where(db.models.c.hex == args.model) if args.model else query.where(~db.models.c.is_production)
-            model_hex = conn.execute(query).scalar()
-            if model_hex is None:
-                raise LookupError(f"no model {args.model}" if args.model else "no trained model to deploy: run training.py first")
-            deploy_model(conn, config, model_hex, run_hex)
-            db.finish_run(conn, run_hex, "deployed", f"model {model_hex} deployed by deployment.py")
-    print(f"model {model_hex} is now in production at {config.production_model}")
+            decision = deploy_by_hand(conn, config, run_hex, args.model, args.reason)
+            db.finish_run(conn, run_hex, "deployed", decisions.summary("", decision))
+    _alert_deployed(config, engine, decision)
+    print(f"model {decision.challenger_hex} is now in production at {config.production_model}")
     return 0
+
+
+def deploy_by_hand(conn: sa.Connection, config: Config, run_hex: str, model_hex: str | None, reason: str | None):
+    """Deploy a model (the newest not in production when model_hex is None) and record the decision."""
+    query = sa.select(db.models).order_by(db.models.c.id.desc())
+    query = query.where(db.models.c.hex == model_hex) if model_hex else query.where(~db.models.c.is_production)
+    model = conn.execute(query).first()
+    if model is None:
+        raise LookupError(f"no model {model_hex}" if model_hex else "no trained model to deploy: run training.py first")
+    decision = decisions.hand_decision(run_hex, model, db.production_model(conn), "deployment.py", reason)
+    deploy_model(conn, config, model.hex, run_hex)
+    decisions.record(conn, decision)
+    return decision
+
+
+def _alert_deployed(config: Config, engine: sa.Engine, decision) -> None:
+    import alerts
+
+    alerts.send(config, engine, decision.hex, "deployed", f"Churn risk monitor: {decision.deploy_reason}: model "
+                f"{decision.challenger_hex} (F1 {decision.challenger_f1:.4f}) is in production", decision)
 
 
 if __name__ == "__main__":

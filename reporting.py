@@ -11,6 +11,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import db
+import decisions
 import plots
 import storage
 from config import Config
@@ -36,6 +37,7 @@ class Facts:
     outdated: list
     stats_history: list
     timing_history: list
+    decision: object = None  # decisions.Decision of the tick, None when it scored nothing and trained nothing
 
 
 def gather(conn, run_hex: str) -> Facts:
@@ -54,6 +56,7 @@ def gather(conn, run_hex: str) -> Facts:
         outdated=per_run["outdated_packages"], deployments=db.deployments(conn),
         scores=db.history(conn, db.f1, HISTORY_ROWS), stats_history=db.history(conn, db.feature_stats, HISTORY_ROWS),
         timing_history=db.history(conn, db.script_timing, HISTORY_ROWS),
+        decision=decisions.of_runs(conn, [run_hex]).get(run_hex),
     )
 
 
@@ -238,11 +241,12 @@ def _scores(story: _Story, config: Config, facts: Facts, images) -> None:
 
 def _drift(story: _Story, config: Config, facts: Facts, images) -> None:
     story.heading("Drift")
-    decisions = [part for part in (facts.run.message or "").split("; ")
-                 if part.startswith(("drift:", "no drift:", "new model", "report failed"))]
-    story.text("<b>Model drift decision.</b> " + escape(" ".join(f"{d[0].upper()}{d[1:]}." for d in decisions)
-                                                       or "No drift check: no model was in production before this tick."),
-               markup=True)
+    decision = facts.decision
+    if decision is None:
+        story.text("<b>Model drift decision.</b> None: this tick neither scored new data nor trained a model.",
+                   markup=True)
+    else:
+        _decision(story, decision)
     story.space()
     if not facts.drift:
         story.text("Data drift: not computed (no model in production before this tick, or it has no saved training data).")
@@ -254,6 +258,31 @@ def _drift(story: _Story, config: Config, facts: Facts, images) -> None:
     rows = [[d.feature, _fmt(d.statistic), _fmt(d.p_value, ".3g"), _fmt(d.psi, ".3f"), "drifted" if d.drifted else "no"]
             for d in facts.drift]
     story.table(["feature", "KS statistic", "KS p-value", "PSI", "verdict"], rows, [0.36, 0.16, 0.16, 0.16, 0.16])
+
+
+def _decision(story: _Story, d) -> None:
+    """The tick's decision record, read from its columns."""
+    verdict = ("drift" if d.model_drifted else "no drift") if d.model_drifted is not None else "not tested"
+    story.text(f"<b>Model drift decision: {escape(verdict)}; "
+               f"{'deployed' if d.deployed else 'not deployed'}.</b> {escape(d.deploy_reason or '')}", markup=True)
+    rows = [["decided by", d.decided_by + (f" ({d.reason})" if d.reason else "")]]
+    if d.model_drifted is not None:
+        rows += [["model drift test", f"{d.drift_test}: F1 {_fmt(d.new_f1)} on {_fmt(d.new_rows, ',')} new rows "
+                                      f"vs threshold {_fmt(d.drift_threshold)} (reference F1 {_fmt(d.reference_f1)}"
+                                      f" on {_fmt(d.reference_rows, ',')} rows)"],
+                 ["sampling error", f"standard error {_fmt(d.drift_std_error)}, interval "
+                                    f"{_fmt(d.drift_interval_low)} to {_fmt(d.drift_interval_high)}"]]
+    if d.data_drifted is not None:
+        rows.append(["data drift", ", ".join(d.drifted_features) if d.data_drifted else "none"])
+    if d.challenger_hex is not None:
+        rows += [["retrained because", d.retrain_reason or "-"],
+                 ["challenger vs champion", f"{d.challenger_hex}: F1 {_fmt(d.challenger_f1)} vs "
+                                            f"{d.champion_hex or 'none'}: {_fmt(d.champion_f1)} on "
+                                            f"{_fmt(d.eval_rows, ',')} held-out rows"],
+                 ["difference", f"{_fmt(d.f1_difference, '+.4f')}, interval {_fmt(d.difference_low)} to "
+                                f"{_fmt(d.difference_high)}"],
+                 ["rule", f"{d.gate_rule}, margin {_fmt(d.gate_margin)}"]]
+    story.table(["decision", "values"], rows, [0.25, 0.75])
 
 
 def _confusion(story: _Story, config: Config, facts: Facts, images) -> None:
@@ -311,6 +340,8 @@ def main() -> int:
     try:
         with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
             path = write_report(config, engine, run.hex)
+            with engine.begin() as conn:  # drawn now: a failure a tick recorded is over
+                db.set_report_error(conn, run.hex, None)
     except (LookupError, ValueError, RuntimeError) as exc:  # no model yet, no data, or a model file that does not match
         print(f"error: {exc}", file=sys.stderr)
         return 1
