@@ -200,3 +200,37 @@ def test_a_failure_message_names_no_server_path(project, engine):
     message = table(engine, db.runs)[-1].message
     assert message.startswith(f"ModelIntegrityError: models/model_{first.hex}.pkl, the archived copy")
     assert str(project.project_dir) not in message
+
+
+def decision_rows(engine) -> dict:
+    return {r.hex: r for r in table(engine, db.decisions)}
+
+
+def test_every_tick_that_scores_or_trains_leaves_one_decision_record(project, engine):
+    add_csv(project, "a.csv", rows=2000, seed=1)
+    first = run_tick(project, engine)
+    reference = production(engine).f1_score
+    add_csv(project, "b.csv", rows=2000, seed=2)
+    checked = run_tick(project, engine)
+    (project.input_folder_path / "label_two.csv").write_bytes(BAD_FILES["label_two.csv"])
+    quarantined = run_tick(project, engine)
+    idle = run_tick(project, engine)
+    forced = run_tick(project, engine, force=True)
+    records = decision_rows(engine)
+    assert sorted(records) == sorted([first.hex, checked.hex, forced.hex])  # not the quarantine-only or idle ticks
+    assert (quarantined.status, idle.status) == ("no_new_data", "no_new_data")
+    one = records[first.hex]
+    assert (one.decided_by, one.deployed, one.challenger_hex, one.champion_hex) == ("fullprocess.py", True, first.hex, None)
+    assert (one.model_drifted, one.data_drifted, one.gate_rule) == (None, None, "first model")
+    assert one.retrain_reason == "no model in production yet"
+    two = records[checked.hex]
+    assert (two.drift_test, two.new_rows, two.reference_f1) == ("raw", 2000, reference)
+    assert two.model_drifted is (checked.status != "no_drift")
+    assert two.model_drifted is (two.new_f1 < two.drift_threshold)
+    assert two.data_drifted is False  # two samples of one distribution
+    assert two.drifted_features == "[]"
+    three = records[forced.hex]
+    assert (three.retrain_reason, three.model_drifted, three.gate_rule) == ("forced (--force)", None, "at least as good")
+    assert three.f1_difference == pytest.approx(three.challenger_f1 - three.champion_f1)
+    assert three.deployed is (forced.status == "deployed") is (three.challenger_f1 >= three.champion_f1)
+    assert run_status(engine, checked.hex).message == checked.summary  # the message is rendered from the record

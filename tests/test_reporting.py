@@ -14,6 +14,7 @@ from pypdf import PdfReader
 import config as config_module
 import datagen
 import db
+import decisions
 import diagnostics
 import fullprocess
 import plots
@@ -75,6 +76,26 @@ def test_ticks_that_ingest_data_leave_plots_and_a_report(project, engine, no_pip
     for expected in ("broken & <odd> name.csv", "missing column(s)", "lastmonth_activity", "drifted",
                      "Confusion matrix", "Missing data", "Step timings", "scikit-learn", "1.9.1"):
         assert expected in text.replace("\n", " "), expected
+
+
+def test_the_drift_section_reads_the_record_whatever_the_summary_says(sqlite_project, no_pip, monkeypatch):
+    monkeypatch.setattr(decisions, "summary", lambda ingest_text, decision: "Reworded: the summary says anything")
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "a.csv", 2_000, seed=1)
+    first = run_tick(sqlite_project, engine)
+    add_csv(sqlite_project, "flipped.csv", 1_000, seed=5, flip=1.0)  # labels inverted: model drift
+    tick = run_tick(sqlite_project, engine)
+    with engine.connect() as conn:
+        assert db.get_run(conn, tick.hex).message == "Reworded: the summary says anything"
+    engine.dispose()
+    text = pdf_text(sqlite_project.reports_path / f"report_{tick.hex}.pdf").replace("\n", " ")
+    record = tick.decision
+    assert "Model drift decision: drift;" in text
+    assert f"vs threshold {record.drift_threshold:.4f}" in text
+    assert f"F1 {record.new_f1:.4f} on {record.new_rows:,} new rows" in text
+    assert f"{record.challenger_hex}: F1 {record.challenger_f1:.4f} vs {first.hex}" in text
+    assert "fullprocess.py" in text
+    assert "model drift" in text  # why it retrained
 
 
 def test_a_tick_without_new_data_draws_nothing(sqlite_project, no_pip):
