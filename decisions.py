@@ -211,6 +211,8 @@ def gate_text(d: Decision) -> str:
     """Challenger against champion and the outcome; '' when nothing was trained."""
     if d.challenger_hex is None:
         return ""
+    if d.decided_by != "fullprocess.py":
+        return f"model {d.challenger_hex} (F1 {_f(d.challenger_f1)}) {d.deploy_reason}"
     versus = "no model in production" if d.champion_f1 is None else f"production {_f(d.champion_f1)}"
     outcome = "deployed" if d.deployed else "kept production"
     return f"new model F1 {_f(d.challenger_f1)} on {_f(d.eval_rows, ',')} held-out rows vs {versus}: {outcome}"

@@ -267,11 +267,10 @@ def _decision(story: _Story, d) -> None:
                f"{'deployed' if d.deployed else 'not deployed'}.</b> {escape(d.deploy_reason or '')}", markup=True)
     rows = [["decided by", d.decided_by + (f" ({d.reason})" if d.reason else "")]]
     if d.model_drifted is not None:
+        reference = f"reference F1 {_fmt(d.reference_f1)}" + (f" on {d.reference_rows:,} rows" if d.reference_rows else "")
         rows += [["model drift test", f"{d.drift_test}: F1 {_fmt(d.new_f1)} on {_fmt(d.new_rows, ',')} new rows "
-                                      f"vs threshold {_fmt(d.drift_threshold)} (reference F1 {_fmt(d.reference_f1)}"
-                                      f" on {_fmt(d.reference_rows, ',')} rows)"],
-                 ["sampling error", f"standard error {_fmt(d.drift_std_error)}, interval "
-                                    f"{_fmt(d.drift_interval_low)} to {_fmt(d.drift_interval_high)}"]]
+                                      f"vs threshold {_fmt(d.drift_threshold)} ({reference})"],
+                 ["sampling error", _spread(d.drift_std_error, d.drift_interval_low, d.drift_interval_high)]]
     if d.data_drifted is not None:
         rows.append(["data drift", ", ".join(d.drifted_features) if d.data_drifted else "none"])
     if d.challenger_hex is not None:
@@ -279,10 +278,17 @@ def _decision(story: _Story, d) -> None:
                  ["challenger vs champion", f"{d.challenger_hex}: F1 {_fmt(d.challenger_f1)} vs "
                                             f"{d.champion_hex or 'none'}: {_fmt(d.champion_f1)} on "
                                             f"{_fmt(d.eval_rows, ',')} held-out rows"],
-                 ["difference", f"{_fmt(d.f1_difference, '+.4f')}, interval {_fmt(d.difference_low)} to "
-                                f"{_fmt(d.difference_high)}"],
-                 ["rule", f"{d.gate_rule}, margin {_fmt(d.gate_margin)}"]]
+                 ["difference", f"{_fmt(d.f1_difference, '+.4f')}; "
+                                + _spread(None, d.difference_low, d.difference_high)],
+                 ["rule", d.gate_rule + (f", margin {d.gate_margin:.4f}" if d.gate_margin is not None else "")]]
     story.table(["decision", "values"], rows, [0.25, 0.75])
+
+
+def _spread(std_error, low, high) -> str:
+    """Standard error and interval, or that the rule applied does not compute them."""
+    parts = [f"standard error {std_error:.4f}"] if std_error is not None else []
+    parts += [f"interval {_fmt(low)} to {_fmt(high)}"] if low is not None or high is not None else []
+    return ", ".join(parts) or "not computed by this rule"
 
 
 def _confusion(story: _Story, config: Config, facts: Facts, images) -> None:

@@ -11,7 +11,7 @@ from conftest import write_config
 
 from config import PROJECT_DIR
 
-STEP_MODULES = ["config", "db", "storage", "ingestion", "training", "scoring", "deployment", "fullprocess",
+STEP_MODULES = ["config", "db", "storage", "ingestion", "training", "scoring", "deployment", "fullprocess", "decisions", "alerts",
                 "diagnostics", "reporting", "app", "apicalls", "dbsetup", "drop_tables", "datagen"]
 HEAVY = ("pandas", "sklearn", "matplotlib", "reportlab", "scipy")
 
