@@ -250,6 +250,10 @@ def test_decisions_newest_first_and_inside_each_run(client, deployed, project, e
     assert runs[drifted.hex]["decision"] == latest
     for bad in ("0", "x"):
         assert_error(client.get(f"/decisions?limit={bad}"), 400, "limit")
+    page = client.get("/").get_data(as_text=True)
+    latest_card = page[page.index('id="latest-decision"'):page.index("Model performance")]
+    assert drifted.hex in latest_card
+    assert f"vs threshold {latest['drift_threshold']:.4f}" in latest_card
 
 
 def test_health(client, deployed):
