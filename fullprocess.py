@@ -121,10 +121,7 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
         _alert(config, engine, run_hex, "tick_failed", f"tick {run_hex or '(not started)'} failed: {db.describe_error(exc)}")
         raise
     log.info("tick %s: %s (%s)", work.hex, work.status, work.summary or "no new files")
-    events = [e for e, happened in (("drift", work.decision and work.decision.drift_found),
-                                    ("deployed", work.status == "deployed")) if happened]
-    if events:
-        _alert(config, engine, work.hex, ",".join(events), f"tick {work.hex} {work.status}: {work.summary}", work.decision)
+    _announce(config, engine, work)
     report_hex = work.hex if work.status in db.WORK_STATUSES else found.unreported
     report_error = ""
     if report_hex:
@@ -153,33 +150,37 @@ def _unreported_run(conn, config: Config) -> str | None:
 
 
 def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock: Stopwatch) -> Work:
-    """Ingest, score, decide; train when there is no model, on drift, or when forced."""
+    """Ingest and diagnose; then decide (drift, and a challenger when there is no model, on drift or forced)."""
     # Data that ingestion.py ingested alone, before any model: the first model is still due.
     untrained = found.production is None and config.finaldata_csv.exists()
     if not (found.new_files or force or untrained):
         return Work(run_hex)
     ingested = _ingest(config, found.new_files, clock)
-    champion = found.production.hex if found.production is not None else None
     if ingested.new_data.empty and not (force or untrained):
         return Work(run_hex, ingested)  # only quarantined or duplicate files: still no new data
     if ingested.final is None:  # nothing merged this tick: the data set is the one on disk
         ingested = replace(ingested, final=ingestion.read_dataset(config.finaldata_csv, config))
     with clock("diagnostics"):
         rows = _diagnose(config, found.production, ingested)
-    data_drift = _data_drift(config, rows)
-    drift = None
-    if found.production is not None and not ingested.new_data.empty:
+    return _decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
+
+
+def _decide(config: Config, engine, run_hex: str, production, ingested: Ingested, rows: dict, force: bool,
+            clock: Stopwatch) -> Work:
+    """The drift verdicts, and the challenger and the gate's decision when the tick retrains."""
+    drift = challenger = gate = None
+    if production is not None and not ingested.new_data.empty:
         with clock("drift_check"):
-            drift = _check_drift(config, engine, found.production, ingested.new_data)
-    reason = _retrain_reason(found.production, drift, force)
-    if reason is None:
-        return Work(run_hex, ingested, rows, drift, data_drift, champion_hex=champion,
-                    decision=decisions.tick_decision(run_hex, drift, data_drift, None, None, champion))
-    model, challenger = _train(config, run_hex, ingested.final, reason, clock)
-    with clock("evaluation"):
-        gate = _evaluate(config, engine, found.production, model)
-    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion,
-                decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion))
+            drift = _check_drift(config, engine, production, ingested.new_data)
+    reason = _retrain_reason(production, drift, force)
+    if reason is not None:
+        model, challenger = _train(config, run_hex, ingested.final, reason, clock)
+        with clock("evaluation"):
+            gate = _evaluate(config, engine, production, model)
+    champion = production.hex if production is not None else None
+    data_drift = _data_drift(config, rows)
+    decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion)
+    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision)
 
 
 def _ingest(config: Config, new_files, clock: Stopwatch) -> Ingested:
@@ -308,6 +309,17 @@ def _report(config: Config, engine, run_hex: str) -> str:
             db.set_report_error(conn, run_hex, error)
         _alert(config, engine, run_hex, "report_failed", f"the report of tick {run_hex} failed: {error}")
         return error
+
+
+def _announce(config: Config, engine, work: Work) -> None:
+    """Tell a person about drift and a deployment: one message for the tick."""
+    events = []
+    if work.decision is not None and work.decision.drift_found:
+        events.append("drift")
+    if work.status == "deployed":
+        events.append("deployed")
+    if events:
+        _alert(config, engine, work.hex, ",".join(events), f"tick {work.hex} {work.status}: {work.summary}", work.decision)
 
 
 def _alert(config: Config, engine, run_hex: str | None, event: str, text: str, decision: Decision | None = None) -> None:
