@@ -7,6 +7,7 @@ the ticks write to the database.
 
 import argparse
 import datetime as dt
+import io
 import logging
 import math
 import os
@@ -38,7 +39,7 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # plots come from config.static_path, served by dashboard
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_mb * 1024 * 1024
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
-                              "models": serving.ModelCache(config), "schema_ready": False}
+                              "models": serving.ModelCache(), "schema_ready": False}
     _ensure_schema(app, at_startup=True)
     _register_errors(app)
     app.before_request(_prepare_database)
@@ -105,10 +106,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(storage.ModelIntegrityError)
     def model_mismatch(exc):
-        # Never unpickled; the next tick restores the production file from its archived copy.
+        # Never unpickled. The message names a model hex, never a server path.
         log.error("refusing to serve the production model: %s", exc)
-        return _json_error(503, "the production model file does not match its recorded checksum; "
-                                "it is not served until it is restored")
+        return _json_error(503, f"the production model is not served: {exc}")
 
     @app.errorhandler(db.SchemaOutOfDate)
     def schema_out_of_date(exc):
@@ -270,22 +270,20 @@ def model_health(conn, model) -> dict:
     try:
         state("models").get(conn)
         file_state = "ok"
-    except storage.ModelIntegrityError:  # reported, not raised: /health describes, /prediction refuses
-        log.error("health: the production model file does not match model %s", model.hex)
-        file_state = "does not match its recorded checksum"
-    except storage.UnreadableFile:
-        log.error("health: the production model file of model %s cannot be read by this user", model.hex)
-        file_state = "cannot be read by the user the API runs as"
+    except storage.ModelIntegrityError as exc:  # reported, not raised: /health describes, /prediction refuses
+        log.error("health: %s", exc)
+        file_state = "does not match its recorded checksum" if "sha256" in str(exc) else "missing from the database"
     return {"hex": model.hex, "f1_score": number(model.f1_score), "deployed_at": timestamp(model.deployed_at),
             "train_rows": model.train_rows, "file": file_state}
 
 
 def report():
     """The newest PDF report."""
-    path = serving.latest_report(state("config"))
-    if path is None:
+    with state("engine").connect() as conn:
+        stored = db.artifact(conn, "report")
+    if stored is None:
         abort(404, description="no report yet: reports are written by ticks that ingest new data")
-    return send_file(path, mimetype="application/pdf", download_name=path.name)
+    return send_file(io.BytesIO(stored.data), mimetype="application/pdf", download_name=f"report_{stored.hex}.pdf")
 
 
 def main(argv: list[str] | None = None) -> int:

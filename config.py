@@ -34,6 +34,7 @@ class Config:
     psi_bins: int  # quantile bins of the reference data for PSI
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
+    keep_reports: int  # report PDFs kept in the database (the newest); the files in reports/ stay
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
     alert_webhook_url: str | None = None  # ALERT_WEBHOOK_URL (environment or .env): where alerts.py posts
 

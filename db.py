@@ -89,6 +89,18 @@ models = sa.Table(
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
 )
 
+artifacts = sa.Table(
+    "artifacts", metadata,  # what the API needs besides rows: it reads only the database (any host, any replica)
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # model | reference | report | confusion (ARTIFACT_KINDS)
+    sa.Column("hex", sa.String(32), nullable=False),  # the model's hex (model, reference) or the run's (report, confusion)
+    sa.Column("sha256", sa.String(64), nullable=False),  # checked before a model is unpickled
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("kind", "hex", name="uq_artifacts_kind_hex"),
+)
+
 data_drift = sa.Table(
     "data_drift", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -164,7 +176,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0002"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0004"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
@@ -383,6 +395,54 @@ def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
         with engine.begin() as conn:
             finish_run(conn, hex_id, "failed", describe_error(exc))
         raise
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+ARTIFACT_KINDS = ("model", "reference", "report", "confusion")  # pickle, gzipped CSV, PDF, JSON
+
+
+def store_artifact(conn: sa.Connection, kind: str, hex_id: str, data: bytes) -> str:
+    """Keep bytes in the database (replacing those of the same kind and hex); their sha256."""
+    import hashlib
+
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    sha = hashlib.sha256(data).hexdigest()
+    conn.execute(artifacts.delete().where(artifacts.c.kind == kind, artifacts.c.hex == hex_id))
+    conn.execute(artifacts.insert().values(kind=kind, hex=hex_id, sha256=sha, size=len(data), data=data, created_at=now()))
+    return sha
+
+
+def artifact(conn: sa.Connection, kind: str, hex_id: str | None = None):
+    """(hex, sha256, data, created_at) of one artifact, the newest of its kind without hex; None if absent."""
+    query = sa.select(artifacts.c.hex, artifacts.c.sha256, artifacts.c.data, artifacts.c.created_at).where(
+        artifacts.c.kind == kind)
+    query = query.where(artifacts.c.hex == hex_id) if hex_id else query.order_by(artifacts.c.id.desc()).limit(1)
+    return conn.execute(query).first()
+
+
+def artifact_hex(conn: sa.Connection, kind: str) -> str | None:
+    """The hex of the newest artifact of a kind (without reading its bytes), or None."""
+    query = sa.select(artifacts.c.hex).where(artifacts.c.kind == kind).order_by(artifacts.c.id.desc()).limit(1)
+    return conn.execute(query).scalar()
+
+
+def data_version(conn: sa.Connection) -> str:
+    """Changes whenever a run starts or finishes or an artifact is stored: what the dashboard's charts show."""
+    finished = sa.select(sa.func.count()).select_from(runs).where(runs.c.finished_at.is_not(None)).scalar_subquery()
+    newest = sa.select(sa.func.max(runs.c.id), finished, sa.select(sa.func.max(artifacts.c.id)).scalar_subquery())
+    return "-".join(str(value or 0) for value in conn.execute(newest).one())
+
+
+def prune_reports(conn: sa.Connection, keep: int) -> int:
+    """Delete all but the newest `keep` report PDFs (and their confusion matrices); how many went."""
+    newest = sa.select(artifacts.c.id).where(artifacts.c.kind == "report").order_by(artifacts.c.id.desc()).limit(keep)
+    old = conn.execute(sa.select(artifacts.c.hex).where(artifacts.c.kind == "report", artifacts.c.id.not_in(newest)))
+    hexes = list(old.scalars())
+    if hexes:
+        conn.execute(artifacts.delete().where(artifacts.c.kind.in_(("report", "confusion")), artifacts.c.hex.in_(hexes)))
+    return len(hexes)
 
 
 # --- API and dashboard queries (app.py, dashboard.py): read-only ------------------------------

@@ -15,12 +15,16 @@ from config import Config, run_script
 log = logging.getLogger(__name__)
 
 
-def _copy_verified(config: Config, row) -> None:
-    """Copy a recorded model to the production file, checking its sha256 first."""
+def _copy_verified(conn: sa.Connection, config: Config, row) -> None:
+    """Copy a recorded model to the production file, checking its sha256 first; its bytes come from
+    the archived copy in models/, or from the database where this host has no such file."""
     try:
         data = (config.project_dir / row.path).read_bytes()
     except FileNotFoundError as exc:
-        raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
+        stored = db.artifact(conn, "model", row.hex)
+        if stored is None:
+            raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
+        data = stored.data
     if storage.sha256_bytes(data) != row.sha256:
         raise storage.ModelIntegrityError(f"{row.path} does not match the sha256 recorded for model {row.hex}")
     storage.replace_atomically(config.production_model, lambda handle: handle.write(data))
@@ -32,7 +36,7 @@ def deploy_model(conn: sa.Connection, config: Config, model_hex: str, run_hex: s
     If the transaction never commits, restore_production_file puts the old model back.
     """
     row = conn.execute(sa.select(db.models).where(db.models.c.hex == model_hex)).one()
-    _copy_verified(config, row)
+    _copy_verified(conn, config, row)
     db.set_production(conn, model_hex, run_hex)
     log.info("deployed model %s (F1 %.4f)", model_hex, row.f1_score)
 
@@ -44,7 +48,7 @@ def restore_production_file(conn: sa.Connection, config: Config) -> bool:
                        and storage.sha256_file(config.production_model) == row.sha256):
         return False
     log.warning("production model file does not match model %s: restoring it from %s", row.hex, row.path)
-    _copy_verified(config, row)
+    _copy_verified(conn, config, row)
     return True
 
 

@@ -273,13 +273,13 @@ def _commit(config: Config, engine, work: Work, stages: dict[str, float]) -> Non
     import deployment
 
     with engine.begin() as conn:
-        _record(conn, work, stages)
+        _record(conn, config, work, stages)
         if work.status == "deployed":  # the production file is replaced first, the flags flip in this transaction
             deployment.deploy_model(conn, config, work.challenger.hex, work.hex)
         db.finish_run(conn, work.hex, work.status, work.summary)
 
 
-def _record(conn, work: Work, stages: dict[str, float]) -> None:
+def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
     """The rows of what the tick found and decided, in the caller's transaction."""
     db.record_files(conn, work.hex, list(work.ingested.files) if work.ingested else [])
     for model_hex, score, dataset, rows in work.scores:
@@ -288,8 +288,10 @@ def _record(conn, work: Work, stages: dict[str, float]) -> None:
         if stage in stages:
             conn.execute(db.script_timing.insert().values(file=script, timing=stages[stage], hex=work.hex))
     if work.challenger is not None:
+        from training import record_model
+
         c = work.challenger
-        db.record_model(conn, work.hex, c.path, c.sha256, work.gate.challenger_f1, c.train_rows)
+        record_model(conn, config, work.hex, c.path, c.sha256, work.gate.challenger_f1, c.train_rows)
     db.record_diagnostics(conn, work.hex, work.diagnostics)
     if work.decision is not None:
         decisions.record(conn, work.decision)

@@ -37,8 +37,14 @@ def _figure(width: float = 8.0, height: float = 4.2):
     return figure, figure.subplots()
 
 
-def _save(figure, path: Path) -> Path:
-    """Write the PNG atomically: a dashboard never serves a half-written image."""
+def _save(figure, path: Path | None) -> Path | bytes:
+    """Write the PNG atomically (a person never sees a half-written image); without a path, its bytes."""
+    if path is None:  # the dashboard, drawn at request time from the database
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
     storage.replace_atomically(path, lambda handle: figure.savefig(handle, format="png"))
     return path
 
@@ -64,13 +70,26 @@ def _time_axis(ax, times: list[dt.datetime]) -> None:
     ax.set_xlabel("time of tick (UTC)")
 
 
+FIXED_CHARTS = ("f1", "confusionmatrix", "timing")  # and one trend chart per feature
+
+
+def chart_files(features) -> dict[str, str]:
+    """Every chart's name and its file name: the report's PNGs in static/, the dashboard's URLs."""
+    return {**{name: f"{name}.png" for name in FIXED_CHARTS}, **{feature: file_name(feature) for feature in features}}
+
+
 def file_name(feature: str) -> str:
     """static/<feature>.png, with anything but letters, digits, '.', '_' and '-' replaced."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", feature) + ".png"
 
 
-def confusion_matrix(matrix, title: str, path: Path) -> Path:
-    """Heatmap of a 2x2 confusion matrix with the count and the share of all rows in each cell."""
+def confusion_matrix(stored: dict, path: Path | None) -> Path | bytes:
+    """Heatmap of the production model's 2x2 confusion matrix (reporting.confusion) with the count and
+    the share of all rows in each cell."""
+    import numpy as np
+
+    matrix = np.asarray(stored["matrix"])
+    title = f"Production model {stored['model'][:8]}\non {stored['rows']:,} held-out rows"
     with _styled():
         figure, ax = _figure(6.4, 5.4)
         total, peak = int(matrix.sum()), int(matrix.max())
@@ -92,7 +111,7 @@ def _cells(matrix):
     return (((i, j), int(matrix[i][j])) for i in range(2) for j in range(2))
 
 
-def f1_history(scores: list, deployments: list, path: Path) -> Path:
+def f1_history(scores: list, deployments: list, path: Path | None) -> Path | bytes:
     """F1 of the production model on each tick's new data, with each deployment marked."""
     with _styled():
         figure, ax = _figure()
@@ -122,7 +141,7 @@ def _mark_deployments(ax, deployments: list, check_times: list) -> None:
                         ha="center", fontsize=8, color="tab:green")
 
 
-def timings(rows: list, path: Path) -> Path:
+def timings(rows: list, path: Path | None) -> Path | bytes:
     """Seconds taken by each step (ingestion.py, training.py) in the ticks that ran it."""
     with _styled():
         figure, ax = _figure()
@@ -137,7 +156,7 @@ def timings(rows: list, path: Path) -> Path:
         return _save(figure, path)
 
 
-def feature_trend(feature: str, rows: list, path: Path) -> Path:
+def feature_trend(feature: str, rows: list, path: Path | None) -> Path | bytes:
     """Mean, median and standard deviation of one feature of the ingested data after each tick."""
     with _styled():
         figure, ax = _figure(6.4, 3.9)  # shown two to a row in the PDF

@@ -4,6 +4,7 @@
 """
 
 import io
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -28,20 +29,17 @@ class Facts:
     run: object
     production: object
     files: list
-    scores: list
-    deployments: list
+    scores: list  # the newest F1 records, oldest first
     drift: list
     stats: list
     missing: list
     timings: list
     outdated: list
-    stats_history: list
-    timing_history: list
     decision: object = None  # decisions.Decision of the tick, None when it scored nothing and trained nothing
 
 
 def gather(conn, run_hex: str) -> Facts:
-    """Read the rows of one tick and the history the plots need."""
+    """Read the rows of one tick and the newest F1 records."""
     run = db.get_run(conn, run_hex)
     if run is None:
         raise LookupError(f"no run {run_hex} in the database")
@@ -53,42 +51,56 @@ def gather(conn, run_hex: str) -> Facts:
     return Facts(
         run=run, production=production, files=per_run["ingested_files"], drift=per_run["data_drift"],
         stats=per_run["feature_stats"], missing=per_run["missing_data"], timings=per_run["script_timing"],
-        outdated=per_run["outdated_packages"], deployments=db.deployments(conn),
-        scores=db.history(conn, db.f1, HISTORY_ROWS), stats_history=db.history(conn, db.feature_stats, HISTORY_ROWS),
-        timing_history=db.history(conn, db.script_timing, HISTORY_ROWS),
+        outdated=per_run["outdated_packages"], scores=db.history(conn, db.f1, F1_ROWS),
         decision=decisions.of_runs(conn, [run_hex]).get(run_hex),
     )
 
 
-def write_plots(config: Config, engine, facts: Facts) -> dict[str, Path]:
-    """Write every PNG of static/; return their paths by name (confusionmatrix, f1, timing, features)."""
+def confusion(config: Config, engine, production) -> dict:
+    """The production model's confusion matrix on the held-out rows, as kept in the database for the dashboard."""
     from sklearn.metrics import confusion_matrix
 
     from diagnostics import model_predictions
     from scoring import evaluation_data
 
-    static = config.static_path
     held_out = evaluation_data(config)
     matrix = confusion_matrix(held_out[config.label], model_predictions(config, engine, held_out), labels=[0, 1])
-    title = f"Production model {facts.production.hex[:8]}\non {len(held_out):,} held-out rows"
-    images = {
-        "confusionmatrix": plots.confusion_matrix(matrix, title, static / "confusionmatrix.png"),
-        "f1": plots.f1_history(facts.scores, facts.deployments, static / "f1.png"),
-        "timing": plots.timings(facts.timing_history, static / "timing.png"),
-    }
-    for feature in config.features:
-        images[feature] = plots.feature_trend(feature, facts.stats_history, static / plots.file_name(feature))
-    return images
+    return {"model": production.hex, "rows": len(held_out), "matrix": matrix.tolist()}
+
+
+def chart(name: str, conn, path: Path | None = None):
+    """One chart of the report and the dashboard, drawn from the database: the PNG file at path, or
+    (no path) its bytes; None for the confusion matrix before any report computed one."""
+    if name == "confusionmatrix":
+        stored = db.artifact(conn, "confusion")
+        return None if stored is None else plots.confusion_matrix(json.loads(stored.data), path)
+    if name == "f1":
+        return plots.f1_history(db.history(conn, db.f1, HISTORY_ROWS), db.deployments(conn), path)
+    if name == "timing":
+        return plots.timings(db.history(conn, db.script_timing, HISTORY_ROWS), path)
+    return plots.feature_trend(name, db.history(conn, db.feature_stats, HISTORY_ROWS), path)
+
+
+def write_plots(config: Config, engine) -> dict[str, Path]:
+    """Write every PNG of static/; return their paths by chart name (confusionmatrix, f1, timing, features)."""
+    with engine.connect() as conn:
+        return {name: chart(name, conn, config.static_path / file)
+                for name, file in plots.chart_files(config.features).items()}
 
 
 def write_report(config: Config, engine, run_hex: str) -> Path:
     """Write the plots and reports/report_<hex>.pdf for one tick; return the PDF's path."""
     with engine.connect() as conn:
         facts = gather(conn, run_hex)
-    images = write_plots(config, engine, facts)
+    with engine.begin() as conn:  # the dashboard draws the matrix from here, on any host
+        db.store_artifact(conn, "confusion", run_hex, json.dumps(confusion(config, engine, facts.production)).encode())
+    images = write_plots(config, engine)
     path = config.reports_path / f"report_{run_hex}.pdf"
     pdf = render_pdf(config, facts, images)
     storage.replace_atomically(path, lambda handle: handle.write(pdf))
+    with engine.begin() as conn:  # the API serves the report from here, on any host
+        db.store_artifact(conn, "report", run_hex, pdf)
+        db.prune_reports(conn, config.keep_reports)
     log.info("report written: %s", path)
     return path
 

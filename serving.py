@@ -31,15 +31,6 @@ def state(key: str):
     return current_app.extensions["drat"][key]
 
 
-def latest_report(config: Config) -> Path | None:
-    """The newest reports/report_<hex>.pdf, or None."""
-    if not config.reports_path.is_dir():
-        return None
-    reports = [p for p in config.reports_path.glob("report_*.pdf")
-               if re.fullmatch(r"report_[0-9a-f]+\.pdf", p.name) and p.is_file()]
-    return max(reports, key=lambda p: p.stat().st_mtime_ns, default=None)
-
-
 class NoModelDeployed(LookupError):
     """No model has been deployed yet."""
 
@@ -48,24 +39,28 @@ class ModelCache:
     """The production model of this process, checked against the models row on every use.
 
     One cheap query per request finds the production (hex, sha256); only when it differs from
-    the model in memory is the file read, verified and unpickled. Every process (each gunicorn
-    worker) notices a deployment on its next request, with no signal or restart.
+    the model in memory are its bytes read from the database, verified and unpickled. Every
+    process (each gunicorn worker, on any host) notices a deployment on its next request, with no
+    signal or restart, and needs no file.
     """
 
-    def __init__(self, config: Config):
-        self._path = config.production_model
+    def __init__(self):
         self._lock = threading.Lock()  # the development server answers requests in threads
         self._loaded = None  # (hex, sha256, model)
 
     def get(self, conn):
-        """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for a file that does not match."""
+        """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for bytes that do not match."""
         key = db.production_model(conn)
         if key is None:
             raise NoModelDeployed(NO_MODEL)
         with self._lock:
             if self._loaded is None or self._loaded[:2] != (key.hex, key.sha256):
-                # Verified before unpickling: a file that does not match is never loaded.
-                self._loaded = (key.hex, key.sha256, storage.load_model(self._path, key.sha256))
+                stored = db.artifact(conn, "model", key.hex)
+                if stored is None:
+                    raise storage.ModelIntegrityError(f"model {key.hex} has no bytes in the database "
+                                                      "(run python dbsetup.py on the tick's host)")
+                # Verified before unpickling: bytes that do not match are never loaded.
+                self._loaded = (key.hex, key.sha256, storage.unpickle_verified(stored.data, key.sha256, f"model {key.hex}"))
                 log.info("loaded production model %s", key.hex)
             return self._loaded[0], self._loaded[2]
 
@@ -79,6 +74,9 @@ def resolve_data_file(file_name, config: Config) -> Path:
     if file_name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_name) or ".." in parts:
         abort(400, description="file_name must be a relative path inside the data folders, without '..'")
     folders = [f.resolve() for f in (config.input_folder_path, config.output_folder_path, config.test_data_path)]
+    if not any(folder.is_dir() for folder in folders):  # a replica from a bare clone: it has only the database
+        abort(404, description="this server has no data folders (it serves from the database only): "
+                               "send records or a CSV body, or predict by file_name on the tick's host")
     path = (config.project_dir / file_name).resolve()  # follows symbolic links to where they lead
     if not any(path.is_relative_to(folder) for folder in folders):
         abort(403, description=f"{file_name} is not inside the data folders")
@@ -91,6 +89,8 @@ def read_data_file(path: Path) -> bytes:
     """The bytes of a resolved data file; O_NOFOLLOW refuses a symlink swapped in since resolve()."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except PermissionError:
+        raise  # the server's own permissions, not the client's mistake: the app answers 503
     except OSError as exc:  # vanished, replaced by a link, or unreadable since it was checked
         log.warning("cannot open data file %s: %s", path, exc.strerror)
         abort(404, description="the data file cannot be read")

@@ -73,8 +73,13 @@ def load_model(path: Path, expected_sha256: str):
         raise ModelIntegrityError(f"model file {Path(path).name} is missing") from exc
     except PermissionError as exc:
         raise UnreadableFile(f"model file {Path(path).name} cannot be read by this user: check its permissions") from exc
+    return unpickle_verified(data, expected_sha256, f"model file {Path(path).name}")
+
+
+def unpickle_verified(data: bytes, expected_sha256: str, what: str):
+    """Unpickle model bytes (from a file or the database) only if they match the recorded sha256."""
     if sha256_bytes(data) != expected_sha256:
-        raise ModelIntegrityError(f"model file {Path(path).name} does not match its recorded sha256")
+        raise ModelIntegrityError(f"{what} does not match its recorded sha256")
     return pickle.loads(data)
 
 

@@ -60,6 +60,21 @@ def relative_to_project(path, config: Config) -> str:
         return str(path)
 
 
+def record_model(conn, config: Config, model_hex: str, path: str, sha: str, score: float, train_rows: int) -> None:
+    """Record a trained model (not yet production) with its F1 on held-out data, and keep its bytes
+    and its drift reference in the database, in the caller's transaction: the API reads only there."""
+    import gzip
+
+    data = (config.project_dir / path).read_bytes()
+    if storage.sha256_bytes(data) != sha:
+        raise storage.ModelIntegrityError(f"{path} changed since model {model_hex} was trained")
+    db.record_model(conn, model_hex, path, sha, score, train_rows)
+    db.store_artifact(conn, "model", model_hex, data)
+    reference = reference_path(config, model_hex)
+    if reference.is_file():
+        db.store_artifact(conn, "reference", model_hex, gzip.compress(reference.read_bytes(), compresslevel=6))
+
+
 def train_and_save(frame, config: Config, model_hex: str):
     """Train on frame and save the model with its data-drift reference; (model, stored path, sha256)."""
     model = train_model(frame, config)
@@ -83,7 +98,7 @@ def main() -> int:
         model, path, sha = train_and_save(frame, config, run_hex)
         score = score_model(model, evaluation_data(config), config)
         with engine.begin() as conn:
-            db.record_model(conn, run_hex, path, sha, score, len(frame))
+            record_model(conn, config, run_hex, path, sha, score, len(frame))
             db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")
     print(f"model {run_hex}: trained on {len(frame)} rows, F1 on test data {score:.4f}, saved to {path}")
     return 0

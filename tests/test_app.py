@@ -16,9 +16,6 @@ from app import create_app
 from fullprocess import run_tick
 
 NO_MODEL = "no model is deployed yet"
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-                    "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4a60000000049454e44ae426082")
-
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
@@ -286,13 +283,16 @@ class Payload:
         return Path.touch, (self.marker,)
 
 
-def test_tampered_model_file_is_refused_and_never_unpickled(client, deployed, project, tmp_path, caplog):
+def test_a_corrupted_model_row_is_refused_and_never_unpickled(client, deployed, project, engine, tmp_path, caplog):
     probe = tmp_path / "probe"
     pickle.loads(pickle.dumps(Payload(probe)))
     assert probe.exists()  # the payload works: loading it would leave the marker
     marker = tmp_path / "unpickled"
-    project.production_model.write_bytes(pickle.dumps(Payload(marker)))
-    assert_error(predict(client, records=[RECORD]), 503, "does not match its recorded checksum", project)
+    with engine.begin() as conn:  # the API reads the model's bytes from the database, never from a file
+        conn.execute(db.artifacts.update().where(db.artifacts.c.kind == "model", db.artifacts.c.hex == deployed.hex)
+                     .values(data=pickle.dumps(Payload(marker))))
+    assert_error(predict(client, records=[RECORD]), 503, f"model {deployed.hex} does not match its recorded sha256",
+                 project)
     health = client.get("/health").json
     assert health["status"] == "degraded"
     assert health["model"]["file"] != "ok"
@@ -328,26 +328,28 @@ def test_dashboard_shows_runs_and_quarantined_files_escaped(client, deployed, pr
     assert "x&lt;b&gt;y.csv" in page
     assert "x<b>y.csv" not in page
     assert "missing column(s)" in page
-    assert "No plot yet" in page  # reports were not drawn in this test: an empty state, not a broken image
-    assert "<img" not in page
+    # Charts come from the database; the confusion matrix needs a report, not drawn in this test:
+    # an empty state, not a broken image.
+    assert page.count("No plot yet") == 1
+    assert page.count("<img") == 2 + len(project.features)
     assert "No report yet" in page
 
 
-def test_plots_come_only_from_the_static_folder(client, project, tmp_path):
-    project.static_path.mkdir()
-    (project.static_path / "f1.png").write_bytes(PNG)
-    (project.static_path / "notes.txt").write_text("not a plot")
-    (tmp_path / "outside.png").write_bytes(PNG)
-    (project.static_path / "link.png").symlink_to(tmp_path / "outside.png")
-    with client.get("/plots/f1.png?v=1") as plot:
-        assert plot.status_code == 200
-        assert plot.mimetype == "image/png"
-        assert plot.data == PNG
-    for name in ("link.png", "notes.txt", "..%2Fconfig.json", ".hidden.png", "missing.png"):
-        assert_error(client.get(f"/plots/{name}"), 404)
+def test_charts_are_drawn_from_the_database(client, deployed, project):
+    page = client.get("/").get_data(as_text=True)
+    for name in ("f1", "timing", *project.features):
+        url = page.split(f'src="/charts/{name}.png?v=')[1].split('"')[0]
+        with client.get(f"/charts/{name}.png?v={url}") as chart:
+            assert chart.status_code == 200
+            assert chart.mimetype == "image/png"
+            assert chart.data.startswith(b"\x89PNG")
+            assert chart.cache_control.max_age == 86400  # the version in the URL: cacheable
+    assert not project.static_path.exists()  # nothing was read from (or written to) static/
+    for name in ("nowhere", "..%2Fconfig.json", "f1.png%00", "confusionmatrix"):  # no report yet: no matrix
+        assert_error(client.get(f"/charts/{name}.png"), 404)
 
 
-def test_report_and_plots_of_a_real_tick(sqlite_project):
+def test_report_and_charts_of_a_real_tick(sqlite_project):
     engine = db.make_engine(sqlite_project.database_url)
     tick = deploy(sqlite_project, engine)
     engine.dispose()
@@ -361,9 +363,9 @@ def test_report_and_plots_of_a_real_tick(sqlite_project):
     assert 'href="/report"' in page
     assert "No plot yet" not in page
     for name in ("f1", "confusionmatrix", "timing", *sqlite_project.features):
-        assert f'src="/plots/{name}.png?v=' in page
-        with client.get(f"/plots/{name}.png") as plot:
-            assert plot.mimetype == "image/png"
+        assert f'src="/charts/{name}.png?v=' in page
+        with client.get(f"/charts/{name}.png") as chart:
+            assert chart.mimetype == "image/png"
 
 
 def test_tables_are_created_on_an_empty_database(project):

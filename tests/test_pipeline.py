@@ -193,7 +193,9 @@ def test_after_a_crash_the_next_tick_repairs_and_redoes(project, engine):
 def test_a_failure_message_names_no_server_path(project, engine):
     add_csv(project, "a.csv", seed=1)
     first = run_tick(project, engine)
-    (project.project_dir / production(engine).path).unlink()  # the archived copy is gone
+    (project.project_dir / production(engine).path).unlink()  # the archived copy is gone, here and in the database
+    with engine.begin() as conn:
+        conn.execute(db.artifacts.delete().where(db.artifacts.c.kind == "model"))
     project.production_model.write_bytes(b"not the model")  # and the production file is damaged
     with pytest.raises(storage.ModelIntegrityError, match="archived copy"):
         run_tick(project, engine)
