@@ -78,6 +78,9 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
         text = page.inner_text("body")
         assert "broken.csv" in text
-        assert "drift: F1 on new data" in text
+        card = page.inner_text("#latest-decision")  # the drifted tick's record, not its message
+        assert card.split()[0] == "drift"  # the model-drift verdict badge comes first
+        assert "Model drift (raw)" in card
+        assert "vs threshold" in card
         assert page.get_attribute("a.button", "href") == "/report"
         page.close()
