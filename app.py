@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 import auth
 import dashboard
 import db
+import decisions as decision_records  # the module; decisions() is the route
 import deployment
 import openapi
 import serving
@@ -171,10 +172,11 @@ def timestamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def run_json(row) -> dict:
-    """A runs row as the API shows it."""
+def run_json(row, decision=None) -> dict:
+    """A runs row as the API shows it, with its decision record (None when it made none)."""
     return {"hex": row.hex, "command": row.command, "started_at": timestamp(row.started_at),
-            "finished_at": timestamp(row.finished_at), "status": row.status, "message": row.message}
+            "finished_at": timestamp(row.finished_at), "status": row.status, "message": row.message,
+            "report_error": row.report_error, "decision": decision.as_json() if decision else None}
 
 
 def request_body() -> bytes:
@@ -259,15 +261,29 @@ def diagnostics():
                    outdated_packages=[[r.package, r.installed, r.latest] for r in packages])
 
 
-@bp.get("/runs")
-def runs():
-    """The newest runs first; ?limit=N (default 50, at most 500)."""
+def _limit() -> int:
+    """?limit=N of the listing routes (default 50, at most 500)."""
     limit = request.args.get("limit", str(RUNS_DEFAULT))
     if not limit.isdigit() or int(limit) < 1:
         abort(400, description="limit must be a positive integer")
+    return min(int(limit), RUNS_MAX)
+
+
+@bp.get("/runs")
+def runs():
+    """The newest runs first, each with its decision record; ?limit=N (default 50, at most 500)."""
     with state("engine").connect() as conn:
-        rows = db.recent_runs(conn, min(int(limit), RUNS_MAX))
-    return jsonify(data=[run_json(r) for r in rows])
+        rows = db.recent_runs(conn, _limit())
+        made = decision_records.of_runs(conn, [r.hex for r in rows])
+    return jsonify(data=[run_json(r, made.get(r.hex)) for r in rows])
+
+
+@bp.get("/decisions")
+def decisions():
+    """The decision records, newest first; ?limit=N (default 50, at most 500)."""
+    with state("engine").connect() as conn:
+        records = decision_records.recent(conn, _limit())
+    return jsonify(data=[d.as_json() for d in records])
 
 
 @bp.get("/models")

@@ -37,6 +37,7 @@ class Config:
     keep_reports: int  # report PDFs kept in the database (the newest); the files in reports/ stay
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
     tick_timeout_seconds: int  # a tick running longer fails (and /health reports a run running longer)
+    alert_webhook_url: str | None = None  # ALERT_WEBHOOK_URL (environment or .env): where alerts.py posts
 
     @property
     def finaldata_csv(self) -> Path:
@@ -56,7 +57,7 @@ class Config:
 
 
 _PATH_KEYS = {f.name for f in fields(Config) if f.type is Path} - {"project_dir"}
-_FILE_KEYS = {f.name for f in fields(Config)} - {"project_dir", "database_url"}
+_FILE_KEYS = {f.name for f in fields(Config)} - {"project_dir", "database_url", "alert_webhook_url"}
 
 
 def normalize_database_url(url: str) -> str:
@@ -102,6 +103,7 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
         project_dir=project_dir,
         database_url=url or database_url_from_env(project_dir, values["sqlite_path"]),
         **values,
+        alert_webhook_url=env_setting(project_dir, "ALERT_WEBHOOK_URL"),
     )
 
 

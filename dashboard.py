@@ -9,6 +9,7 @@ from flask import Blueprint, abort, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 
 import db
+import decisions
 import deployment
 import plots
 from serving import state
@@ -28,9 +29,12 @@ def index():
     with state("engine").connect() as conn:
         model = db.production_model(conn)
         version = db.data_version(conn)
+        runs = db.recent_runs(conn, 25)
         context = {
             "model": model,
-            "runs": db.recent_runs(conn, 25),
+            "runs": runs,
+            "decisions": decisions.of_runs(conn, [r.hex for r in runs]),  # each run's verdict, from its record
+            "decision": next(iter(decisions.recent(conn, 1)), None),
             "last_check": next((r for r in db.f1_history(conn, 50) if r.dataset == "newdata"), None),
             "quarantined": db.quarantined_files(conn, 50),
             "file_counts": db.file_counts(conn),

@@ -45,7 +45,8 @@ runs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime),
     sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("message", sa.Text),
+    sa.Column("message", sa.Text),  # one line for a person, rendered from the tick's decision record
+    sa.Column("report_error", sa.Text),  # the plots or the PDF failed after the run committed; NULL when fine
 )
 
 ingested_files = sa.Table(
@@ -143,6 +144,56 @@ data_drift = sa.Table(
     sa.Column("hex", sa.String(32), nullable=False, index=True),
 )
 
+# One row per decision: each tick that scored new data or trained a model, each deployment by hand.
+# Numbers a test does not compute stay NULL (decisions.Decision describes each column).
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),  # the run that decided
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("decided_by", sa.String(40), nullable=False),  # fullprocess.py | deployment.py
+    sa.Column("reason", sa.Text),  # --reason of a command run by hand
+    sa.Column("drift_test", sa.String(40)),
+    sa.Column("new_f1", sa.Float),
+    sa.Column("new_rows", sa.Integer),
+    sa.Column("reference_f1", sa.Float),
+    sa.Column("reference_rows", sa.Integer),
+    sa.Column("drift_std_error", sa.Float),
+    sa.Column("drift_interval_low", sa.Float),
+    sa.Column("drift_interval_high", sa.Float),
+    sa.Column("drift_threshold", sa.Float),
+    sa.Column("model_drifted", sa.Boolean),
+    sa.Column("data_drifted", sa.Boolean),
+    sa.Column("drifted_features", sa.Text),  # JSON list of feature names
+    sa.Column("retrain_reason", sa.Text),
+    sa.Column("champion_hex", sa.String(32)),
+    sa.Column("challenger_hex", sa.String(32)),
+    sa.Column("champion_f1", sa.Float),
+    sa.Column("challenger_f1", sa.Float),
+    sa.Column("eval_rows", sa.Integer),
+    sa.Column("f1_difference", sa.Float),  # challenger - champion
+    sa.Column("difference_low", sa.Float),
+    sa.Column("difference_high", sa.Float),
+    sa.Column("gate_rule", sa.String(40)),
+    sa.Column("gate_margin", sa.Float),
+    sa.Column("deployed", sa.Boolean, nullable=False),
+    sa.Column("deploy_reason", sa.Text),
+)
+
+# Every POST of an alert (alerts.py): the webhook's host only, never its URL, which may carry a secret.
+alert_attempts = sa.Table(
+    "alert_attempts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("hex", sa.String(32), index=True),  # the run the alert is about
+    sa.Column("event", sa.String(60), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration", sa.Float, nullable=False),  # seconds
+)
+
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -157,7 +208,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0005"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0006"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
@@ -527,11 +578,9 @@ def record_diagnostics(conn: sa.Connection, hex_id: str, diagnostics: dict[str, 
             conn.execute(DIAGNOSTIC_TABLES[name].insert(), [{**row, "hex": hex_id} for row in rows])
 
 
-def append_run_message(conn: sa.Connection, hex_id: str, text: str) -> None:
-    """Add a note to a finished run's message without touching its status."""
-    message = conn.execute(sa.select(runs.c.message).where(runs.c.hex == hex_id)).scalar()
-    message = bounded("; ".join(filter(None, [message, text])))
-    conn.execute(runs.update().where(runs.c.hex == hex_id).values(message=message))
+def set_report_error(conn: sa.Connection, hex_id: str, error: str | None) -> None:
+    """Record why a committed run's plots or PDF failed (None: they are written), leaving its status and message."""
+    conn.execute(runs.update().where(runs.c.hex == hex_id).values(report_error=None if error is None else error[:2000]))
 
 
 def get_run(conn: sa.Connection, hex_id: str):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 import db
+import decisions
 import storage
 from config import Config, run_script
 
@@ -138,14 +139,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
-            model_hex = db.model_to_deploy(conn, args.model)
-            if model_hex is None:
-                raise LookupError(f"no model {args.model}" if args.model else "no trained model to deploy: run training.py first")
-            reason = args.reason or "deployed by hand"
-            deploy_model(conn, config, model_hex, run_hex, "deployment.py", reason)
-            db.finish_run(conn, run_hex, "deployed", f"model {model_hex} deployed by deployment.py: {reason}")
-    print(f"model {model_hex} is now in production at {config.production_model}")
+            decision = deploy_by_hand(conn, config, run_hex, args.model, args.reason or "deployed by hand")
+            db.finish_run(conn, run_hex, "deployed", decisions.summary("", decision))
+    _alert_deployed(config, engine, decision)
+    print(f"model {decision.challenger_hex} is now in production at {config.production_model}")
     return 0
+
+
+def deploy_by_hand(conn: sa.Connection, config: Config, run_hex: str, model_hex: str | None, reason: str | None):
+    """Deploy a model (the newest not in production when model_hex is None) and record the decision."""
+    chosen = db.model_to_deploy(conn, model_hex)
+    if chosen is None:
+        raise LookupError(f"no model {model_hex}" if model_hex else "no trained model to deploy: run training.py first")
+    model = db.get_model(conn, chosen)
+    decision = decisions.hand_decision(run_hex, model, db.production_model(conn), "deployment.py", reason)
+    deploy_model(conn, config, model.hex, run_hex, "deployment.py", reason)
+    decisions.record(conn, decision)
+    return decision
+
+
+def _alert_deployed(config: Config, engine: sa.Engine, decision) -> None:
+    import alerts
+
+    alerts.send(config, engine, decision.hex, "deployed", f"Churn risk monitor: {decision.deploy_reason}: model "
+                f"{decision.challenger_hex} (F1 {decision.challenger_f1:.4f}) is in production", decision)
 
 
 if __name__ == "__main__":

@@ -10,69 +10,143 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import datafiles
 import db
+import decisions
 import ingestion
 from config import Config, describe_error, run_script
+from decisions import Challenger, DataDrift, Decision, Gate, ModelDrift
 from storage import pipeline_lock
 
 log = logging.getLogger(__name__)
 SCRIPT_TIMING = {"ingestion": "ingestion.py", "training": "training.py"}  # stages kept in script_timing
 
 
-@dataclass
-class Tick:
-    """What a tick decided, written to the database in one transaction at its end."""
+@dataclass(frozen=True)
+class Found:
+    """What a tick finds before it works."""
+
+    new_files: list
+    production: object  # the models row in production, None before the first deployment
+    unreported: str | None  # the latest tick that did work, if it was killed before its report was written
+    history: datafiles.History  # what the database says was ingested: the data sets must hold it
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What the tick ingested: the ingested_files rows to store, the new rows, and finaldata after the merge."""
+
+    files: tuple[dict, ...]
+    new_data: object  # pandas.DataFrame
+    final: object  # pandas.DataFrame of finaldata.csv after the merge (None until read when nothing merged)
+    summary: str
+
+
+@dataclass(frozen=True)
+class Work:
+    """Everything a tick found and decided; one function writes it in one transaction."""
 
     hex: str
-    status: str = "no_new_data"
-    notes: list[str] = field(default_factory=list)
-    files: list[dict] = field(default_factory=list)
-    scores: list[tuple] = field(default_factory=list)  # (model_hex, f1, dataset, rows)
-    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage of this tick
-    trained: tuple | None = None  # (path, sha256, f1 on test data, training rows)
-    deploy: bool = False
-    diagnostics: dict[str, list[dict]] = field(default_factory=dict)  # table name -> rows (diagnostics.py)
-    report_error: str = ""  # the plots or the PDF failed after the tick committed
+    ingested: Ingested | None = None
+    diagnostics: dict = field(default_factory=dict)  # table name -> rows (diagnostics.py)
+    drift: ModelDrift | None = None
+    data_drift: DataDrift | None = None
+    challenger: Challenger | None = None
+    gate: Gate | None = None
+    champion_hex: str | None = None  # the model in production when the tick started
+    decision: Decision | None = None
+
+    @property
+    def status(self) -> str:
+        """The run's status, decided here only."""
+        if self.gate is not None:
+            return "deployed" if self.gate.deploy else "kept"
+        if self.ingested is not None and not self.ingested.new_data.empty:
+            return "no_drift"
+        return "no_new_data"
+
+    @property
+    def summary(self) -> str:
+        """runs.message: one line rendered from the values."""
+        return decisions.summary(self.ingested.summary if self.ingested else "", self.decision)
+
+    @property
+    def scores(self) -> list[tuple]:
+        """(model hex, F1, dataset, rows) of the production model scored by this tick."""
+        scores = []
+        if self.drift is not None:
+            scores.append((self.champion_hex, self.drift.new_f1, "newdata", self.drift.new_rows))
+        if self.gate is not None and self.gate.champion_f1 is not None:
+            scores.append((self.champion_hex, self.gate.champion_f1, "testdata", self.gate.rows))
+        return scores
 
 
-def run_tick(config: Config, engine, force: bool = False) -> Tick:
-    """Run one tick and return what it did; a failure is recorded in runs and raised."""
+@dataclass(frozen=True)
+class TickResult:
+    """What run_tick returns: the run, its status and decision, and how its report went."""
+
+    hex: str
+    status: str
+    summary: str
+    decision: Decision | None
+    report_error: str  # '' when the plots and the PDF were written (or none were due)
+    stages: dict[str, float]  # seconds per stage
+
+
+class Stopwatch:
+    """Seconds per stage of one tick (ingestion and training go to script_timing)."""
+
+    def __init__(self):
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - started
+
+
+def run_tick(config: Config, engine, force: bool = False) -> TickResult:
+    """Run one tick and return what it did; a failure is recorded in runs, alerted, and raised."""
+    clock, run_hex = Stopwatch(), None
+    try:
+        with time_limit(config.tick_timeout_seconds), db.recorded_run(engine, "fullprocess.py") as run_hex:
+            found = _look(config, engine, run_hex)
+            datafiles.check_present(config, found.history)  # never train on what is left of lost data sets
+            try:
+                work = _work(config, engine, run_hex, found, force, clock)
+                with clock("record"):
+                    _commit(config, engine, work, clock.stages)
+            except BaseException:
+                _remove_unrecorded_model(config, run_hex)
+                raise
+    except Exception as exc:
+        _alert(config, engine, run_hex, "tick_failed", f"tick {run_hex or '(not started)'} failed: {describe_error(exc)}")
+        raise
+    log.info("tick %s: %s (%s)", work.hex, work.status, work.summary or "no new files")
+    _announce(config, engine, work)
+    report_hex = work.hex if work.status in db.WORK_STATUSES else found.unreported
+    report_error = ""
+    if report_hex:
+        with clock("report"):
+            report_error = _report(config, engine, report_hex)
+    return TickResult(work.hex, work.status, work.summary, work.decision, report_error, clock.stages)
+
+
+def _look(config: Config, engine, run_hex: str) -> Found:
+    """Put the production file back if a crash left it out of step; find new files, production, a missing
+    report, and what was ingested before."""
     import deployment
 
-    with time_limit(config.tick_timeout_seconds):
-        with db.recorded_run(engine, "fullprocess.py") as run_hex:
-            tick = Tick(run_hex)
-            with engine.connect() as conn:
-                deployment.restore_production_file(conn, config)  # a killed tick may have left it out of step
-                new_files = ingestion.find_new_files(config, *db.known_files(conn))
-                production = db.production_model(conn)
-                unreported = _unreported_run(conn, config)
-                history = datafiles.History(*db.ingestion_history(conn), run_hex=run_hex)
-            datafiles.check_present(config, history)  # never train on what is left of lost data sets
-            # Data that ingestion.py ingested alone, before any model: the first model is still due.
-            untrained = production is None and config.finaldata_csv.exists()
-            _work_and_record(tick, config, engine, new_files, production, force or untrained, history)
-        log.info("tick %s: %s (%s)", tick.hex, tick.status, "; ".join(tick.notes) or "no new files")
-        report_hex = tick.hex if tick.status in db.WORK_STATUSES else unreported
-        if report_hex:
-            with _timed(tick, "report"):
-                tick.report_error = _report(config, engine, report_hex)
-    return tick
-
-
-def _work_and_record(tick: Tick, config: Config, engine, new_files, production, force: bool, history) -> None:
-    """The tick's work and its one transaction; a failure removes the model it trained (never recorded)."""
-    try:
-        if new_files or force:
-            _work(tick, config, engine, new_files, production, force, history)
-        with _timed(tick, "record"), engine.begin() as conn:
-            _record(conn, config, tick)
-    except BaseException:
-        _remove_unrecorded_model(config, tick)
-        raise
+    with engine.connect() as conn:
+        deployment.restore_production_file(conn, config)
+        new_files = ingestion.find_new_files(config, *db.known_files(conn))
+        history = datafiles.History(*db.ingestion_history(conn), run_hex=run_hex)
+        return Found(new_files, db.production_model(conn), _unreported_run(conn, config), history)
 
 
 class TickTimeout(RuntimeError):
@@ -101,72 +175,84 @@ def time_limit(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _remove_unrecorded_model(config: Config, tick: Tick) -> None:
+def _remove_unrecorded_model(config: Config, run_hex: str) -> None:
     """A failed tick's model was never recorded: its files would be orphans in models/."""
     from training import model_path, reference_path
 
-    for path in (model_path(config, tick.hex), reference_path(config, tick.hex)):
+    for path in (model_path(config, run_hex), reference_path(config, run_hex)):
         if path.exists():
             log.warning("removing %s: the tick that trained it failed", path.name)
             path.unlink()
 
 
 def _unreported_run(conn, config: Config) -> str | None:
-    """The latest tick that did work if it was killed before its report was written."""
+    """The latest tick that did work if it was killed before its report was written (a report that
+    failed has its error recorded instead, and is not drawn again)."""
     run = db.latest_work_run(conn)
-    if run is None or (config.reports_path / f"report_{run.hex}.pdf").exists() or "report failed" in (run.message or ""):
+    if run is None or run.report_error is not None or (config.reports_path / f"report_{run.hex}.pdf").exists():
         return None
     return run.hex
 
 
-@contextmanager
-def _timed(tick: Tick, stage: str):
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        tick.stages[stage] = tick.stages.get(stage, 0.0) + time.perf_counter() - started
+def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock: Stopwatch) -> Work:
+    """Ingest and diagnose; then decide (drift, and a challenger when there is no model, on drift or forced)."""
+    # Data that ingestion.py ingested alone, before any model: the first model is still due.
+    untrained = found.production is None and config.finaldata_csv.exists()
+    if not (found.new_files or force or untrained):
+        return Work(run_hex)
+    ingested = _ingest(config, found.new_files, found.history, clock)
+    if ingested.new_data.empty and not (force or untrained):
+        return Work(run_hex, ingested)  # only quarantined or duplicate files: still no new data
+    if ingested.final is None:  # nothing merged this tick: the data set is the one on disk
+        ingested = replace(ingested, final=datafiles.load(config, found.history)[0])
+    with clock("diagnostics"):
+        rows = _diagnose(config, found.production, ingested)
+    return _decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
 
 
-def _work(tick: Tick, config: Config, engine, new_files, production, force: bool, history) -> None:
-    """Ingest, score, decide; train when there is no model, on drift, or when forced."""
-    with _timed(tick, "ingestion"):
+def _decide(config: Config, engine, run_hex: str, production, ingested: Ingested, rows: dict, force: bool,
+            clock: Stopwatch) -> Work:
+    """The drift verdicts, and the challenger and the gate's decision when the tick retrains."""
+    drift = challenger = gate = None
+    if production is not None and not ingested.new_data.empty:
+        with clock("drift_check"):
+            drift = _check_drift(config, engine, production, ingested.new_data)
+    reason = _retrain_reason(production, drift, force)
+    if reason is not None:
+        model, challenger = _train(config, run_hex, ingested.final, reason, clock)
+        with clock("evaluation"):
+            gate = _evaluate(config, engine, production, model)
+    champion = production.hex if production is not None else None
+    data_drift = _data_drift(config, rows)
+    decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion)
+    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision)
+
+
+def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwatch) -> Ingested:
+    """Validate and merge the new files (stored rows; the files are counted as ingested only at commit)."""
+    with clock("ingestion"):
         result = ingestion.ingest_files(config, new_files, history)
-    tick.files = result.records
-    tick.notes.append(ingestion.summary(result))
-    if result.new_data.empty and not force:
-        return  # only quarantined or duplicate files: still no new data
-    tick.status = "no_drift"
-    final = datafiles.load(config, history)[0] if result.finaldata is None else result.finaldata
-    with _timed(tick, "diagnostics"):
-        _diagnose(tick, config, production, result.new_data, final)
-    drifted = [row["feature"] for row in tick.diagnostics.get("data_drift", []) if row["drifted"]]
-    if drifted:
-        tick.notes.append(f"data drift (PSI >= {config.psi_threshold:g}) in {', '.join(drifted)}")
-    if production is not None and not result.new_data.empty:
-        with _timed(tick, "drift_check"):
-            drifted = _check_drift(tick, config, engine, production, result.new_data)
-        if not (drifted or force):
-            return
-    import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
-
-    from training import train_and_save
-
-    with _timed(tick, "training"):
-        model, path, sha = train_and_save(final, config, tick.hex)
-    with _timed(tick, "evaluation"):
-        new_f1 = _evaluate(tick, config, engine, production, model)
-    tick.trained = (path, sha, new_f1, len(final))
+    return Ingested(tuple(result.records), result.new_data, result.finaldata, ingestion.summary(result))
 
 
-def _diagnose(tick: Tick, config: Config, production, new_data, final) -> None:
+def _diagnose(config: Config, production, ingested: Ingested) -> dict[str, list[dict]]:
     """Statistics of the merged data, and data drift of the new rows against production's training data."""
     import diagnostics
 
-    tick.diagnostics = diagnostics.tick_diagnostics(config, new_data, final, production.hex if production else None)
+    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.final,
+                                        production.hex if production else None)
 
 
-def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bool:
+def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:
+    """The data-drift verdict of the diagnostics' PSI rows; None when it was not measured."""
+    measured = rows.get("data_drift", [])
+    if not measured:
+        return None
+    drifted = tuple(r["feature"] for r in measured if r["drifted"])
+    return DataDrift(drifted=bool(drifted), features=drifted, threshold=config.psi_threshold)
+
+
+def _check_drift(config: Config, engine, production, new_data) -> ModelDrift:
     """Score the production model on the new rows and apply the configured drift test."""
     from scoring import detect_model_drift, load_production_model, score_model
 
@@ -174,14 +260,31 @@ def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bo
         earlier = db.model_scores(conn, production.hex)
         _, model = load_production_model(conn, config)
     new_f1 = score_model(model, new_data, config)
-    tick.scores.append((production.hex, new_f1, "newdata", len(new_data)))
-    drifted, explanation = detect_model_drift(new_f1, production.f1_score, earlier, config)
-    tick.notes.append(explanation)
-    return drifted
+    return detect_model_drift(new_f1, len(new_data), production.f1_score, earlier, config)
 
 
-def _evaluate(tick: Tick, config: Config, engine, production, model) -> float:
-    """Decide to deploy the new model if it is at least as good as production on held-out rows; its F1."""
+def _retrain_reason(production, drift: ModelDrift | None, force: bool) -> str | None:
+    """Why the tick trains a challenger; None when it does not."""
+    if production is None:
+        return "no model in production yet"
+    if drift is not None and drift.drifted:
+        return "model drift"
+    return "forced (--force)" if force else None
+
+
+def _train(config: Config, run_hex: str, final, reason: str, clock: Stopwatch):
+    """Train on all ingested data and save the model file: (model, Challenger)."""
+    import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
+
+    from training import train_and_save
+
+    with clock("training"):
+        model, path, sha = train_and_save(final, config, run_hex)
+    return model, Challenger(run_hex, path, sha, len(final), reason)
+
+
+def _evaluate(config: Config, engine, production, model) -> Gate:
+    """Score the challenger and the champion on the held-out rows and apply the gate."""
     from scoring import evaluation_data, load_production_model, score_model
 
     held_out = evaluation_data(config)
@@ -191,31 +294,50 @@ def _evaluate(tick: Tick, config: Config, engine, production, model) -> float:
         with engine.connect() as conn:
             _, old_model = load_production_model(conn, config)
         old_f1 = score_model(old_model, held_out, config)
-        tick.scores.append((production.hex, old_f1, "testdata", len(held_out)))
-    tick.deploy = old_f1 is None or new_f1 >= old_f1
-    tick.status = "deployed" if tick.deploy else "kept"
-    versus = "no model in production" if old_f1 is None else f"production {old_f1:.4f}"
-    tick.notes.append(f"new model F1 {new_f1:.4f} on {len(held_out)} held-out rows vs {versus}: {tick.status}")
-    return new_f1
+    return deployment_gate(new_f1, old_f1, len(held_out))
 
 
-def _record(conn, config: Config, tick: Tick) -> None:
-    """Everything the tick decided, in the caller's one transaction."""
+def deployment_gate(challenger_f1: float, champion_f1: float | None, rows: int) -> Gate:
+    """Deploy the challenger when there is no champion or it is at least as good on the held-out rows."""
+    if champion_f1 is None:
+        return Gate(challenger_f1, None, rows, rule="first model", deploy=True,
+                    reason="no model in production: the first model is deployed")
+    deploy = challenger_f1 >= champion_f1
+    comparison = ">=" if deploy else "<"
+    return Gate(challenger_f1, champion_f1, rows, rule="at least as good", deploy=deploy, margin=0.0,
+                difference=challenger_f1 - champion_f1,
+                reason=f"new model F1 {challenger_f1:.4f} {comparison} production {champion_f1:.4f} "
+                       f"on {rows:,} held-out rows")
+
+
+def _commit(config: Config, engine, work: Work, stages: dict[str, float]) -> None:
+    """The tick's one transaction: what it found and decided, the deployment, and its status.
+
+    Files count as ingested only here, after their rows are stored: a killed tick is redone.
+    """
     import deployment
 
-    db.record_files(conn, tick.hex, tick.files)
-    for model_hex, score, dataset, rows in tick.scores:
-        db.record_f1(conn, tick.hex, model_hex, score, dataset, rows)
-    db.record_timing(conn, tick.hex, {script: tick.stages[stage] for stage, script in SCRIPT_TIMING.items()
-                                      if stage in tick.stages})
-    if tick.trained:
+    with engine.begin() as conn:
+        _record(conn, config, work, stages)
+        if work.status == "deployed":  # the production file is replaced first, the flags flip in this transaction
+            deployment.deploy_model(conn, config, work.challenger.hex, work.hex, "fullprocess.py", work.summary)
+        db.finish_run(conn, work.hex, work.status, work.summary)
+
+
+def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
+    """The rows of what the tick found and decided, in the caller's transaction."""
+    db.record_files(conn, work.hex, list(work.ingested.files) if work.ingested else [])
+    for model_hex, score, dataset, rows in work.scores:
+        db.record_f1(conn, work.hex, model_hex, score, dataset, rows)
+    db.record_timing(conn, work.hex, {script: stages[stage] for stage, script in SCRIPT_TIMING.items() if stage in stages})
+    if work.challenger is not None:
         from training import record_model
 
-        record_model(conn, config, tick.hex, *tick.trained)
-    db.record_diagnostics(conn, tick.hex, tick.diagnostics)
-    if tick.deploy:
-        deployment.deploy_model(conn, config, tick.hex, tick.hex, "fullprocess.py", "; ".join(tick.notes) or None)
-    db.finish_run(conn, tick.hex, tick.status, "; ".join(tick.notes))
+        c = work.challenger
+        record_model(conn, config, work.hex, c.path, c.sha256, work.gate.challenger_f1, c.train_rows)
+    db.record_diagnostics(conn, work.hex, work.diagnostics)
+    if work.decision is not None:
+        decisions.record(conn, work.decision)
 
 
 def _report(config: Config, engine, run_hex: str) -> str:
@@ -225,12 +347,31 @@ def _report(config: Config, engine, run_hex: str) -> str:
     try:
         reporting.write_report(config, engine, run_hex)
         return ""
-    except Exception as exc:  # not hidden: logged, noted in runs, and main() exits non-zero for cron
+    except Exception as exc:  # not hidden: logged, recorded in runs.report_error, alerted; main() exits non-zero
         error = describe_error(exc)
         log.exception("tick %s: report failed: %s", run_hex, error)
         with engine.begin() as conn:
-            db.append_run_message(conn, run_hex, f"report failed: {error}")
+            db.set_report_error(conn, run_hex, error)
+        _alert(config, engine, run_hex, "report_failed", f"the report of tick {run_hex} failed: {error}")
         return error
+
+
+def _announce(config: Config, engine, work: Work) -> None:
+    """Tell a person about drift and a deployment: one message for the tick."""
+    events = []
+    if work.decision is not None and work.decision.drift_found:
+        events.append("drift")
+    if work.status == "deployed":
+        events.append("deployed")
+    if events:
+        _alert(config, engine, work.hex, ",".join(events), f"tick {work.hex} {work.status}: {work.summary}", work.decision)
+
+
+def _alert(config: Config, engine, run_hex: str | None, event: str, text: str, decision: Decision | None = None) -> None:
+    """Tell a person (alerts.py: bounded, never raises for the webhook's sake)."""
+    import alerts
+
+    alerts.send(config, engine, run_hex, event, f"Churn risk monitor: {text}", decision)
 
 
 def main(argv: list[str] | None = None) -> int:

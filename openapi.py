@@ -38,9 +38,30 @@ def _rows(width: int, types: list[str], description: str) -> dict:
             "items": {"type": "array", "minItems": width, "maxItems": width, "items": {"type": types}}}
 
 
+def _decision() -> dict:
+    """The decision record's schema, field by field from decisions.Decision (the API shows it as_json)."""
+    import datetime as dt
+    import types
+    import typing
+
+    import decisions
+
+    kinds = {str: "string", bool: "boolean", int: "integer", float: "number", tuple: "array", dt.datetime: "string"}
+    properties = {}
+    for name, hint in typing.get_type_hints(decisions.Decision).items():
+        optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
+        base = next(a for a in hint.__args__ if a is not type(None)) if optional else hint
+        base = typing.get_origin(base) or base
+        schema = {"type": [kinds[base], "null"] if optional else kinds[base]}
+        schema.update({"format": "date-time"} if base is dt.datetime else {"items": {"type": "string"}} if base is tuple else {})
+        properties[name] = schema
+    return _obj(properties)
+
+
 def _schemas(features: tuple[str, ...]) -> dict:
     run = _obj({"hex": HEX, "command": {"type": "string"}, "started_at": TIME, "finished_at": TIME_OR_NULL,
-                "status": {"type": "string"}, "message": STRING_OR_NULL})
+                "status": {"type": "string"}, "message": STRING_OR_NULL, "report_error": STRING_OR_NULL,
+                "decision": {"oneOf": [{"type": "null"}, _ref("Decision")]}})
     period = _obj({"deployed_at": TIME, "until": TIME_OR_NULL, "decided_by": {"type": "string"},
                    "reason": STRING_OR_NULL, "run": HEX})
     model = _obj({"hex": HEX, "trained_at": TIME_OR_NULL, "train_rows": {"type": ["integer", "null"]},
@@ -52,7 +73,8 @@ def _schemas(features: tuple[str, ...]) -> dict:
                   extra=True)
     return {
         "Error": _obj({"error": {"type": "string", "minLength": 1}}),
-        "Run": run, "Period": period, "Model": model,
+        "Run": run, "Period": period, "Model": model, "Decision": _decision(),
+        "Decisions": _obj({"data": {"type": "array", "items": _ref("Decision")}}),
         "FileRequest": _obj({"file_name": {"type": "string", "minLength": 1, "maxLength": MAX_FILE_NAME,
                                            "description": "a CSV inside the input, ingested or test data folder, "
                                                           "relative to the project, e.g. testdata/testdata.csv"}}),
@@ -127,6 +149,9 @@ def _operations() -> dict:
         "/runs": {"get": ("the runs of the pipeline, newest first",
                           {**_ok("the runs", JSON, _ref("Runs")), "400": _error("limit is not a positive integer"),
                            "503": _error(UNAVAILABLE)})},
+        "/decisions": {"get": ("the decision records of ticks and deployments by hand, newest first",
+                               {**_ok("the records", JSON, _ref("Decisions")),
+                                "400": _error("limit is not a positive integer"), "503": _error(UNAVAILABLE)})},
         "/models": {"get": ("every recorded model: scores, training data and periods in production",
                             {**_ok("the models, newest first", JSON, _ref("Models")), "503": _error(UNAVAILABLE)})},
         "/report": {"get": ("the latest PDF report", {**_binary("the PDF", "application/pdf"),
@@ -144,7 +169,7 @@ def _operations() -> dict:
 
 
 def _parameters(path: str, features: tuple[str, ...]) -> list:
-    if path == "/runs":
+    if path in ("/runs", "/decisions"):
         return [{"name": "limit", "in": "query", "required": False, "description": "at most 500 are returned",
                  "schema": {"type": "integer", "minimum": 1, "default": 50}}]
     if path == "/charts/{name}.png":

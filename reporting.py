@@ -12,6 +12,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import db
+import decisions
 import plots
 import storage
 from config import Config, run_script
@@ -37,6 +38,7 @@ class Facts:
     missing: list
     timings: list
     outdated: list
+    decision: object = None  # decisions.Decision of the tick, None when it scored nothing and trained nothing
 
 
 def gather(conn, run_hex: str) -> Facts:
@@ -53,6 +55,7 @@ def gather(conn, run_hex: str) -> Facts:
         run=run, production=production, files=per_run["ingested_files"], drift=per_run["data_drift"],
         stats=per_run["feature_stats"], missing=per_run["missing_data"], timings=per_run["script_timing"],
         outdated=per_run["outdated_packages"], scores=db.history(conn, db.f1, F1_ROWS),
+        decision=decisions.of_runs(conn, [run_hex]).get(run_hex),
     )
 
 
@@ -258,11 +261,12 @@ def _scores(story: _Story, config: Config, facts: Facts, images) -> None:
 
 def _drift(story: _Story, config: Config, facts: Facts, images) -> None:
     story.heading("Drift")
-    decisions = [part for part in (facts.run.message or "").split("; ")
-                 if part.startswith(("drift:", "no drift:", "new model", "report failed"))]
-    story.text("<b>Model drift decision.</b> " + escape(" ".join(f"{d[0].upper()}{d[1:]}." for d in decisions)
-                                                       or "No drift check: no model was in production before this tick."),
-               markup=True)
+    decision = facts.decision
+    if decision is None:
+        story.text("<b>Model drift decision.</b> None: this tick neither scored new data nor trained a model.",
+                   markup=True)
+    else:
+        _decision(story, decision)
     story.space()
     if not facts.drift:
         story.text("Data drift: not computed (no model in production before this tick, or it has no saved training data).")
@@ -274,6 +278,37 @@ def _drift(story: _Story, config: Config, facts: Facts, images) -> None:
     rows = [[d.feature, _fmt(d.statistic), _fmt(d.p_value, ".3g"), _fmt(d.psi, ".3f"), "drifted" if d.drifted else "no"]
             for d in facts.drift]
     story.table(["feature", "KS statistic", "KS p-value", "PSI", "verdict"], rows, [0.36, 0.16, 0.16, 0.16, 0.16])
+
+
+def _decision(story: _Story, d) -> None:
+    """The tick's decision record, read from its columns."""
+    verdict = ("drift" if d.model_drifted else "no drift") if d.model_drifted is not None else "not tested"
+    story.text(f"<b>Model drift decision: {escape(verdict)}; "
+               f"{'deployed' if d.deployed else 'not deployed'}.</b> {escape(d.deploy_reason or '')}", markup=True)
+    rows = [["decided by", d.decided_by + (f" ({d.reason})" if d.reason else "")]]
+    if d.model_drifted is not None:
+        reference = f"reference F1 {_fmt(d.reference_f1)}" + (f" on {d.reference_rows:,} rows" if d.reference_rows else "")
+        rows += [["model drift test", f"{d.drift_test}: F1 {_fmt(d.new_f1)} on {_fmt(d.new_rows, ',')} new rows "
+                                      f"vs threshold {_fmt(d.drift_threshold)} ({reference})"],
+                 ["sampling error", _spread(d.drift_std_error, d.drift_interval_low, d.drift_interval_high)]]
+    if d.data_drifted is not None:
+        rows.append(["data drift", ", ".join(d.drifted_features) if d.data_drifted else "none"])
+    if d.challenger_hex is not None:
+        rows += [["retrained because", d.retrain_reason or "-"],
+                 ["challenger vs champion", f"{d.challenger_hex}: F1 {_fmt(d.challenger_f1)} vs "
+                                            f"{d.champion_hex or 'none'}: {_fmt(d.champion_f1)} on "
+                                            f"{_fmt(d.eval_rows, ',')} held-out rows"],
+                 ["difference", f"{_fmt(d.f1_difference, '+.4f')}; "
+                                + _spread(None, d.difference_low, d.difference_high)],
+                 ["rule", d.gate_rule + (f", margin {d.gate_margin:.4f}" if d.gate_margin is not None else "")]]
+    story.table(["decision", "values"], rows, [0.25, 0.75])
+
+
+def _spread(std_error, low, high) -> str:
+    """Standard error and interval, or that the rule applied does not compute them."""
+    parts = [f"standard error {std_error:.4f}"] if std_error is not None else []
+    parts += [f"interval {_fmt(low)} to {_fmt(high)}"] if low is not None or high is not None else []
+    return ", ".join(parts) or "not computed by this rule"
 
 
 def _confusion(story: _Story, config: Config, facts: Facts, images) -> None:
@@ -329,6 +364,8 @@ def main() -> int:
         raise LookupError("no tick has ingested data and no model has been trained yet: run fullprocess.py first")
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
         path = write_report(config, engine, run.hex)
+        with engine.begin() as conn:  # drawn now: a failure a tick recorded is over
+            db.set_report_error(conn, run.hex, None)
     print(f"report of tick {run.hex}: {path}")
     return 0
 

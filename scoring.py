@@ -39,9 +39,12 @@ def load_production_model(conn, config: Config):
     return row, storage.load_model(config.production_model, row.sha256)
 
 
-def detect_model_drift(new_f1: float, recorded_f1: float, earlier: list[float], config: Config) -> tuple[bool, str]:
-    """Apply config.drift_test to the new F1, the production model's recorded F1 and its earlier scores."""
+def detect_model_drift(new_f1: float, new_rows: int, recorded_f1: float, earlier: list[float], config: Config):
+    """Apply config.drift_test to the new F1 (on new_rows rows), the production model's recorded F1
+    and its earlier scores; a decisions.ModelDrift."""
     import numpy as np
+
+    from decisions import ModelDrift
 
     if config.drift_test == "raw":
         threshold, rule = recorded_f1, "its F1 when deployed"
@@ -52,9 +55,8 @@ def detect_model_drift(new_f1: float, recorded_f1: float, earlier: list[float], 
         q1, q3 = np.percentile(earlier, [25, 75])
         threshold = float(q1 - config.nonparametric_iqr_factor * (q3 - q1))
         rule = f"Q1 - {config.nonparametric_iqr_factor:g} IQR of {len(earlier)} earlier score(s)"
-    drifted = new_f1 < threshold
-    verdict = "drift" if drifted else "no drift"
-    return drifted, f"{verdict}: F1 on new data {new_f1:.4f} vs {threshold:.4f} ({config.drift_test}: {rule})"
+    return ModelDrift(test=config.drift_test, new_f1=new_f1, new_rows=new_rows, reference_f1=recorded_f1,
+                      reference_rows=None, threshold=threshold, drifted=new_f1 < threshold, rule=rule)
 
 
 def main() -> int:

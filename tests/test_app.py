@@ -264,6 +264,33 @@ def test_runs_newest_first_with_a_limit(client, deployed, project, engine):
         assert_error(client.get(f"/runs?limit={bad}"), 400, "limit")
 
 
+def test_decisions_newest_first_and_inside_each_run(client, deployed, project, engine):
+    add_csv(project, "flipped.csv", seed=5, flip=1.0)  # labels inverted: the production model drifts
+    drifted = run_tick(project, engine)
+    idle = run_tick(project, engine)
+    records = client.get("/decisions").json["data"]
+    assert [d["hex"] for d in records] == [drifted.hex, deployed.hex]  # the idle tick decided nothing
+    latest, first = records
+    assert (first["decided_by"], first["deployed"], first["champion_hex"]) == ("fullprocess.py", True, None)
+    assert first["challenger_hex"] == deployed.hex
+    assert latest["model_drifted"] is True
+    assert latest["new_f1"] < latest["drift_threshold"]
+    assert (latest["champion_hex"], latest["challenger_hex"]) == (deployed.hex, drifted.hex)
+    assert latest["deployed"] is (drifted.status == "deployed")
+    assert latest["created_at"].endswith("+00:00")
+    assert isinstance(latest["drifted_features"], list)
+    assert [d["hex"] for d in client.get("/decisions?limit=1").json["data"]] == [drifted.hex]
+    runs = {r["hex"]: r for r in client.get("/runs").json["data"]}
+    assert runs[idle.hex]["decision"] is None
+    assert runs[drifted.hex]["decision"] == latest
+    for bad in ("0", "x"):
+        assert_error(client.get(f"/decisions?limit={bad}"), 400, "limit")
+    page = client.get("/").get_data(as_text=True)
+    latest_card = page[page.index('id="latest-decision"'):page.index("Model performance")]
+    assert drifted.hex in latest_card
+    assert f"vs threshold {latest['drift_threshold']:.4f}" in latest_card
+
+
 def test_health(client, deployed):
     health = client.get("/health").json
     assert health["status"] == "ok"

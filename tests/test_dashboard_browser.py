@@ -79,9 +79,12 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
         text = page.inner_text("body")
         assert "broken.csv" in text
-        assert "drift: F1 on new data" in text
         models = page.inner_text("h2:has-text('Models') + div.card")  # the models table, one row per model
         assert models.count("all data ingested until then") == 2
         assert "by fullprocess.py" in models
+        card = page.inner_text("#latest-decision")  # the drifted tick's record, not its message
+        assert card.split()[0] == "drift"  # the model-drift verdict badge comes first
+        assert "Model drift (raw)" in card
+        assert "vs threshold" in card
         assert page.get_attribute("a.button", "href") == "/report"
         page.close()

@@ -114,7 +114,7 @@ def test_a_later_tick_records_drift_of_its_new_rows_against_the_production_train
     shifted = datagen.generate(2_000, seed=2, shift=3, flip=1.0)
     write_csv(project, "shifted.csv", shifted)
     second = run_tick(project, engine)
-    assert second.status == "kept", second.notes
+    assert second.status == "kept", second.summary
     drift = rows_of(engine, db.data_drift, second.hex)
     expected = diagnostics.data_drift(shifted, pd.read_csv(reference_path(project, first.hex)), project)
     assert [(d.feature, d.statistic, d.p_value, d.psi, d.drifted) for d in drift] == [

@@ -38,9 +38,10 @@ def test_training_on_one_class_says_why(sqlite_project):
 ])
 def test_drift_tests(sqlite_project, test, new_f1, earlier, drifted):
     config = dataclasses.replace(sqlite_project, drift_test=test)
-    verdict, explanation = detect_model_drift(new_f1, earlier[0], earlier, config)
-    assert verdict is drifted
-    assert test in explanation
+    drift = detect_model_drift(new_f1, 500, earlier[0], earlier, config)
+    assert drift.drifted is drifted
+    assert (drift.test, drift.new_f1, drift.new_rows, drift.reference_f1) == (test, new_f1, 500, earlier[0])
+    assert (new_f1 < drift.threshold) is drifted
 
 
 def test_a_tampered_model_file_is_never_unpickled(tmp_path):

@@ -68,7 +68,9 @@ def test_flipped_labels_are_drift_and_retrain(project, engine):
     add_csv(project, "flipped.csv", rows=1500, seed=5, flip=1.0)
     tick = run_tick(project, engine)
     assert tick.status == "deployed"  # trained on both, it beats production on the mixed held-out rows
-    assert any(note.startswith("drift: F1 on new data") for note in tick.notes)
+    assert tick.decision.model_drifted
+    assert tick.decision.drift_test == "raw"
+    assert tick.decision.new_f1 < tick.decision.drift_threshold
     scores = table(engine, db.f1, db.f1.c.hex == tick.hex, db.f1.c.dataset == "newdata")
     assert scores[0].model_hex == first.hex
     assert scores[0].f1_score < 0.5
@@ -85,7 +87,7 @@ def test_same_distribution_is_no_drift_under_the_nonparametric_test(project, eng
     first = run_tick(config, engine)
     add_csv(project, "b.csv", rows=3000, seed=2)
     tick = run_tick(config, engine)
-    assert tick.status == "no_drift", tick.notes
+    assert tick.status == "no_drift", tick.summary
     assert production(engine).hex == first.hex
 
 
@@ -184,7 +186,7 @@ def test_after_a_crash_the_next_tick_repairs_and_redoes(project, engine):
     tick = run_tick(project, engine)
     assert run_status(engine, "deadbeefdeadbeef").status == "failed"
     assert "interrupted" in run_status(engine, "deadbeefdeadbeef").message
-    assert tick.status == "kept", tick.notes
+    assert tick.status == "kept", tick.summary
     assert production(engine).hex == first.hex
     assert storage.sha256_file(project.production_model) == production(engine).sha256
     assert first.hex in [m.hex for m in table(engine, db.models)]
@@ -328,7 +330,7 @@ def test_lost_history_fails_the_tick_and_the_rebuild_restores_it(project, engine
         assert old.sort_values(list(old.columns)).to_numpy().tolist() == new.sort_values(list(new.columns)).to_numpy().tolist()
     tick = run_tick(project, engine)
     assert tick.status in db.WORK_STATUSES
-    assert "1 file(s) ingested, 1500 new row(s)" in tick.notes[0]
+    assert tick.summary.startswith("1 file(s) ingested, 1500 new row(s)")
 
 
 def test_a_copy_with_other_line_endings_adds_no_rows(project, engine):
@@ -336,7 +338,7 @@ def test_a_copy_with_other_line_endings_adds_no_rows(project, engine):
     run_tick(project, engine)
     (project.input_folder_path / "a_crlf.csv").write_bytes(a.read_bytes().replace(b"\n", b"\r\n"))
     tick = run_tick(project, engine)
-    assert tick.notes[0] == "1 file(s) ingested, 0 new row(s)"
+    assert tick.summary.startswith("1 file(s) ingested, 0 new row(s)")
     assert tick.status == "no_new_data"
     assert [(r.file, r.rows) for r in table(engine, db.ingested_files)] == [("a.csv", 1500), ("a_crlf.csv", 0)]
 
@@ -361,7 +363,7 @@ def test_rows_a_failed_tick_appended_are_cut_and_counted_again(project, engine, 
 
     add_csv(project, "a.csv", seed=1)
 
-    def killed(conn, config, tick):
+    def killed(*args):
         raise RuntimeError("killed before the tick's transaction")
     monkeypatch.setattr(fullprocess, "_record", killed)
     with pytest.raises(RuntimeError, match="killed"):
@@ -370,6 +372,40 @@ def test_rows_a_failed_tick_appended_are_cut_and_counted_again(project, engine, 
     monkeypatch.undo()
     tick = run_tick(project, engine)
     assert tick.status == "deployed"
-    assert tick.notes[0] == "1 file(s) ingested, 1500 new row(s)"  # cut, then appended and counted again
+    assert tick.summary.startswith("1 file(s) ingested, 1500 new row(s)")  # cut, then appended and counted again
     assert [(r.file, r.rows) for r in table(engine, db.ingested_files)] == [("a.csv", 1500)]
     assert sum(len(pd.read_csv(p)) for p in (project.finaldata_csv, project.testdata_csv)) == 1500
+
+
+def decision_rows(engine) -> dict:
+    return {r.hex: r for r in table(engine, db.decisions)}
+
+
+def test_every_tick_that_scores_or_trains_leaves_one_decision_record(project, engine):
+    add_csv(project, "a.csv", rows=2000, seed=1)
+    first = run_tick(project, engine)
+    reference = production(engine).f1_score
+    add_csv(project, "b.csv", rows=2000, seed=2)
+    checked = run_tick(project, engine)
+    (project.input_folder_path / "label_two.csv").write_bytes(BAD_FILES["label_two.csv"])
+    quarantined = run_tick(project, engine)
+    idle = run_tick(project, engine)
+    forced = run_tick(project, engine, force=True)
+    records = decision_rows(engine)
+    assert sorted(records) == sorted([first.hex, checked.hex, forced.hex])  # not the quarantine-only or idle ticks
+    assert (quarantined.status, idle.status) == ("no_new_data", "no_new_data")
+    one = records[first.hex]
+    assert (one.decided_by, one.deployed, one.challenger_hex, one.champion_hex) == ("fullprocess.py", True, first.hex, None)
+    assert (one.model_drifted, one.data_drifted, one.gate_rule) == (None, None, "first model")
+    assert one.retrain_reason == "no model in production yet"
+    two = records[checked.hex]
+    assert (two.drift_test, two.new_rows, two.reference_f1) == ("raw", 2000, reference)
+    assert two.model_drifted is (checked.status != "no_drift")
+    assert two.model_drifted is (two.new_f1 < two.drift_threshold)
+    assert two.data_drifted is False  # two samples of one distribution
+    assert two.drifted_features == "[]"
+    three = records[forced.hex]
+    assert (three.retrain_reason, three.model_drifted, three.gate_rule) == ("forced (--force)", None, "at least as good")
+    assert three.f1_difference == pytest.approx(three.challenger_f1 - three.champion_f1)
+    assert three.deployed is (forced.status == "deployed") is (three.challenger_f1 >= three.champion_f1)
+    assert run_status(engine, checked.hex).message == checked.summary  # the message is rendered from the record

@@ -12,6 +12,7 @@ from pypdf import PdfReader
 
 import config as config_module
 import db
+import decisions
 import fullprocess
 import plots
 import reporting
@@ -60,6 +61,26 @@ def test_ticks_that_ingest_data_leave_plots_and_a_report(project, engine, no_pip
         assert expected in text.replace("\n", " "), expected
 
 
+def test_the_drift_section_reads_the_record_whatever_the_summary_says(sqlite_project, no_pip, monkeypatch):
+    monkeypatch.setattr(decisions, "summary", lambda ingest_text, decision: "Reworded: the summary says anything")
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "a.csv", 2_000, seed=1)
+    first = run_tick(sqlite_project, engine)
+    add_csv(sqlite_project, "flipped.csv", 1_000, seed=5, flip=1.0)  # labels inverted: model drift
+    tick = run_tick(sqlite_project, engine)
+    with engine.connect() as conn:
+        assert db.get_run(conn, tick.hex).message == "Reworded: the summary says anything"
+    engine.dispose()
+    text = pdf_text(sqlite_project.reports_path / f"report_{tick.hex}.pdf").replace("\n", " ")
+    record = tick.decision
+    assert "Model drift decision: drift;" in text
+    assert f"vs threshold {record.drift_threshold:.4f}" in text
+    assert f"F1 {record.new_f1:.4f} on {record.new_rows:,} new rows" in text
+    assert f"{record.challenger_hex}: F1 {record.challenger_f1:.4f} vs {first.hex}" in text
+    assert "fullprocess.py" in text
+    assert "model drift" in text  # why it retrained
+
+
 def test_a_tick_without_new_data_draws_nothing(sqlite_project, no_pip):
     engine = db.make_engine(sqlite_project.database_url)
     add_csv(sqlite_project, "a.csv", 1_000, seed=1)
@@ -85,7 +106,8 @@ def test_a_failed_report_keeps_what_the_tick_did_and_exits_non_zero(project, eng
         run = db.recent_runs(conn, 1)[0]
         assert db.production_model(conn).hex == run.hex
     assert run.status == "deployed"
-    assert run.message.endswith("; report failed: OSError: No space left on device")
+    assert run.report_error == "OSError: No space left on device"
+    assert "report failed" not in run.message  # the message is the tick's summary; the error has its column
 
 
 def test_the_scripts_print_diagnostics_and_regenerate_the_report(tmp_path):

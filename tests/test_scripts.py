@@ -14,7 +14,8 @@ from conftest import write_config
 from config import PROJECT_DIR
 
 STEP_MODULES = ["config", "db", "storage", "validation", "datafiles", "ingestion", "training", "scoring", "deployment",
-                "fullprocess", "diagnostics", "reporting", "app", "apicalls", "dbsetup", "drop_tables", "datagen"]
+                "fullprocess", "decisions", "alerts", "diagnostics", "reporting", "app", "apicalls", "dbsetup",
+                "drop_tables", "datagen"]
 HEAVY = ("pandas", "sklearn", "matplotlib", "reportlab", "scipy")
 
 
