@@ -29,11 +29,13 @@ class Tick:
     status: str = "no_new_data"
     notes: list[str] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
-    scores: list[tuple] = field(default_factory=list)  # (model_hex, f1, dataset, rows)
+    scores: list[tuple] = field(default_factory=list)  # (model_hex, scoring.Confusion, dataset)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage of this tick
-    trained: tuple | None = None  # (path, sha256, f1 on test data, training rows)
+    trained: tuple | None = None  # (path, sha256, scoring.Confusion on held-out rows, training rows)
     deploy: bool = False
     diagnostics: dict[str, list[dict]] = field(default_factory=dict)  # table name -> rows (diagnostics.py)
+    drift: object = None  # scoring.DriftVerdict of the production model on this tick's rows
+    data_drifted: list[str] = field(default_factory=list)  # features with a data-drift verdict
     report_error: str = ""  # the plots or the PDF failed after the tick committed
 
 
@@ -80,7 +82,7 @@ def _timed(tick: Tick, stage: str):
 
 
 def _work(tick: Tick, config: Config, engine, new_files, production, force: bool) -> None:
-    """Ingest, score, decide; train when there is no model, on drift, or when forced."""
+    """Ingest, score, decide; train when there is no model, on model or data drift, or when forced."""
     with _timed(tick, "ingestion"):
         result = ingestion.ingest_files(config, new_files)
     tick.files = result.records
@@ -91,14 +93,13 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
     final = ingestion.read_dataset(config.finaldata_csv, config) if result.finaldata is None else result.finaldata
     with _timed(tick, "diagnostics"):
         _diagnose(tick, config, production, result.new_data, final)
-    drifted = [row["feature"] for row in tick.diagnostics.get("data_drift", []) if row["drifted"]]
-    if drifted:
-        tick.notes.append(f"data drift (PSI >= {config.psi_threshold:g}) in {', '.join(drifted)}")
+    model_drifted = False
     if production is not None and not result.new_data.empty:
         with _timed(tick, "drift_check"):
-            drifted = _check_drift(tick, config, engine, production, result.new_data)
-        if not (drifted or force):
-            return
+            model_drifted = _check_drift(tick, config, engine, production, result.new_data)
+    data_retrains = bool(tick.data_drifted) and config.data_drift_retrains
+    if production is not None and not (model_drifted or data_retrains or force):
+        return
     import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
 
     from training import train_and_save
@@ -106,8 +107,8 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
     with _timed(tick, "training"):
         model, path, sha = train_and_save(final, config, tick.hex)
     with _timed(tick, "evaluation"):
-        new_f1 = _evaluate(tick, config, engine, production, model)
-    tick.trained = (path, sha, new_f1, len(final))
+        counts = _evaluate(tick, config, engine, production, model)
+    tick.trained = (path, sha, counts, len(final))
 
 
 def _diagnose(tick: Tick, config: Config, production, new_data, final) -> None:
@@ -115,39 +116,49 @@ def _diagnose(tick: Tick, config: Config, production, new_data, final) -> None:
     import diagnostics
 
     tick.diagnostics = diagnostics.tick_diagnostics(config, new_data, final, production.hex if production else None)
+    drifted = [row for row in tick.diagnostics.get("data_drift", []) if row["drifted"]]
+    tick.data_drifted = [row["feature"] for row in drifted]
+    if drifted:
+        action = "retrain" if config.data_drift_retrains else "no retrain: data_drift_retrains is off"
+        tick.notes.append(f"data drift ({action}) in " + ", ".join(
+            f"{row['feature']} (KS D {row['statistic']:.3f}, PSI {row['psi']:.3f})" for row in drifted))
 
 
 def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bool:
-    """Score the production model on the new rows and apply the configured drift test."""
-    from scoring import detect_model_drift, load_production_model, score_model
+    """Score the production model on the new rows and apply the configured drift test to them and
+    to its earlier batches since deployment."""
+    from scoring import Confusion, confusion, detect_model_drift, load_production_model
 
     with engine.connect() as conn:
-        earlier = db.model_scores(conn, production.hex)
+        earlier = [Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in db.batches_since_deployment(conn, production.hex)]
         _, model = load_production_model(conn, config)
-    new_f1 = score_model(model, new_data, config)
-    tick.scores.append((production.hex, new_f1, "newdata", len(new_data)))
-    drifted, explanation = detect_model_drift(new_f1, production.f1_score, earlier, config)
-    tick.notes.append(explanation)
-    return drifted
+    counts = confusion(model, new_data, config)
+    tick.scores.append((production.hex, counts, "newdata"))
+    has_counts = production.tp is not None  # a model recorded before counts were kept has only its F1
+    reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if has_counts else None
+    tick.drift = detect_model_drift([*earlier, counts], production.f1_score, reference, config)
+    tick.notes.append(tick.drift.describe())
+    return tick.drift.drifted
 
 
-def _evaluate(tick: Tick, config: Config, engine, production, model) -> float:
-    """Decide to deploy the new model if it is at least as good as production on held-out rows; its F1."""
-    from scoring import evaluation_data, load_production_model, score_model
+def _evaluate(tick: Tick, config: Config, engine, production, model):
+    """Decide to deploy the new model if it is at least as good as production on held-out rows;
+    the new model's confusion counts there (its drift reference once deployed)."""
+    from scoring import confusion, evaluation_data, load_production_model
 
     held_out = evaluation_data(config)
-    new_f1 = score_model(model, held_out, config)
-    old_f1 = None
+    new = confusion(model, held_out, config)
+    old = None
     if production is not None:
         with engine.connect() as conn:
             _, old_model = load_production_model(conn, config)
-        old_f1 = score_model(old_model, held_out, config)
-        tick.scores.append((production.hex, old_f1, "testdata", len(held_out)))
-    tick.deploy = old_f1 is None or new_f1 >= old_f1
+        old = confusion(old_model, held_out, config)
+        tick.scores.append((production.hex, old, "testdata"))
+    tick.deploy = old is None or new.f1 >= old.f1
     tick.status = "deployed" if tick.deploy else "kept"
-    versus = "no model in production" if old_f1 is None else f"production {old_f1:.4f}"
-    tick.notes.append(f"new model F1 {new_f1:.4f} on {len(held_out)} held-out rows vs {versus}: {tick.status}")
-    return new_f1
+    versus = "no model in production" if old is None else f"production {old.f1:.4f}"
+    tick.notes.append(f"new model F1 {new.f1:.4f} on {len(held_out)} held-out rows vs {versus}: {tick.status}")
+    return new
 
 
 def _record(conn, config: Config, tick: Tick) -> None:
@@ -155,13 +166,14 @@ def _record(conn, config: Config, tick: Tick) -> None:
     import deployment
 
     db.record_files(conn, tick.hex, tick.files)
-    for model_hex, score, dataset, rows in tick.scores:
-        db.record_f1(conn, tick.hex, model_hex, score, dataset, rows)
+    for model_hex, counts, dataset in tick.scores:
+        db.record_f1(conn, tick.hex, model_hex, counts.f1, dataset, counts.rows, counts.as_row())
     for stage, script in SCRIPT_TIMING.items():
         if stage in tick.stages:
             conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
     if tick.trained:
-        db.record_model(conn, tick.hex, *tick.trained)
+        path, sha, counts, train_rows = tick.trained
+        db.record_model(conn, tick.hex, path, sha, counts.f1, train_rows, counts.as_row())
     db.record_diagnostics(conn, tick.hex, tick.diagnostics)
     if tick.deploy:
         deployment.deploy_model(conn, config, tick.hex, tick.hex)

@@ -73,7 +73,7 @@ def main() -> int:
     """Train on finaldata.csv, save models/model_<hex>.pkl and record it (not deployed)."""
     from config import load_config, setup_logging
     from ingestion import read_dataset
-    from scoring import evaluation_data, score_model
+    from scoring import confusion, evaluation_data
 
     setup_logging()
     config = load_config()
@@ -81,9 +81,10 @@ def main() -> int:
     with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "training.py") as run_hex:
         frame = read_dataset(config.finaldata_csv, config)
         model, path, sha = train_and_save(frame, config, run_hex)
-        score = score_model(model, evaluation_data(config), config)
+        counts = confusion(model, evaluation_data(config), config)
+        score = counts.f1
         with engine.begin() as conn:
-            db.record_model(conn, run_hex, path, sha, score, len(frame))
+            db.record_model(conn, run_hex, path, sha, score, len(frame), counts.as_row())
             db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")
     print(f"model {run_hex}: trained on {len(frame)} rows, F1 on test data {score:.4f}, saved to {path}")
     return 0

@@ -3,11 +3,12 @@
 import dataclasses
 import pickle
 
+import numpy as np
 import pytest
 
 import datagen
 import storage
-from scoring import detect_model_drift, score_model
+from scoring import Confusion, confusion, detect_model_drift, score_model
 from training import train_model
 
 
@@ -27,20 +28,71 @@ def test_training_on_one_class_says_why(sqlite_project):
         train_model(frame, sqlite_project)
 
 
-@pytest.mark.parametrize(("test", "new_f1", "earlier", "drifted"), [
-    ("raw", 0.79, [0.80], True),
-    ("raw", 0.80, [0.80], False),
-    ("parametric", 0.77, [0.80, 0.82, 0.78, 0.80], False),  # mean 0.80, std 0.016: threshold 0.767
-    ("parametric", 0.70, [0.80, 0.82, 0.78, 0.80], True),
-    ("nonparametric", 0.785, [0.80, 0.82, 0.78, 0.80], False),  # Q1 0.795, IQR 0.01: threshold 0.78
-    ("nonparametric", 0.77, [0.80, 0.82, 0.78, 0.80], True),
-    ("parametric", 0.79, [0.80], True),  # one earlier score: no spread, the raw rule
+def counts_with_f1(f1: float, rows: int, positives: float = 0.5) -> Confusion:
+    """Confusion counts of `rows` rows whose F1 is about f1 (precision = recall)."""
+    actual = round(rows * positives)
+    tp = round(f1 * actual)
+    return Confusion(tp, actual - tp, actual - tp, rows - 2 * actual + tp)
+
+
+def test_confusion_counts_give_sklearns_f1(sqlite_project):
+    from sklearn.metrics import f1_score
+
+    model = train_model(datagen.generate(3000, seed=1), sqlite_project)
+    frame = datagen.generate(500, seed=2, flip=0.2)
+    counts = confusion(model, frame, sqlite_project)
+    assert counts.rows == 500
+    assert counts.f1 == pytest.approx(f1_score(frame["exited"], model.predict(frame[list(sqlite_project.features)])))
+    assert counts + counts == Confusion(2 * counts.tp, 2 * counts.fp, 2 * counts.fn, 2 * counts.tn)
+
+
+def test_the_standard_error_of_f1_matches_its_spread_over_samples(sqlite_project):
+    model = train_model(datagen.generate(3000, seed=1), sqlite_project)
+    samples = [confusion(model, datagen.generate(400, seed=seed), sqlite_project) for seed in range(200)]
+    spread = np.std([c.f1 for c in samples], ddof=1)
+    assert np.mean([c.f1_se for c in samples]) == pytest.approx(spread, rel=0.2)
+    assert Confusion(100, 0, 0, 100).f1_se > 0  # a perfect score on 200 rows is not a certainty
+    assert Confusion(0, 50, 50, 100).f1_se > 0
+
+
+REFERENCE = counts_with_f1(0.75, 2000)  # the production model's counts on held-out rows when deployed
+
+
+@pytest.mark.parametrize(("test", "batches", "drifted", "applied"), [
+    # pooled: a fall larger than the sampling error of both scores, at 99% confidence
+    ("pooled", [counts_with_f1(0.70, 200)], False, "pooled"),  # SE about 0.035: within the noise
+    ("pooled", [counts_with_f1(0.55, 200)], True, "pooled"),
+    ("pooled", [counts_with_f1(0.73, 20_000)], False, "pooled"),  # the reference's own error counts
+    ("pooled", [counts_with_f1(0.68, 200)] * 30, True, "pooled"),  # evidence pooled since deployment
+    ("pooled", [counts_with_f1(0.75, 200)] * 30 + [counts_with_f1(0.55, 200)], True, "pooled"),  # not diluted
+    ("pooled", [Confusion(0, 0, 0, 200)], False, "pooled"),  # no positive row: no evidence
+    ("raw", [counts_with_f1(0.74, 20_000)], True, "raw"),  # below the reference, whatever the noise
+    ("raw", [counts_with_f1(0.76, 200)], False, "raw"),
+    # (non)parametric: earlier batch scores of a comparable size set the threshold
+    ("parametric", [counts_with_f1(f, 2000) for f in (0.74, 0.75, 0.76, 0.75, 0.74, 0.735)], False, "parametric"),  # 0.731
+    ("parametric", [counts_with_f1(f, 2000) for f in (0.74, 0.75, 0.76, 0.75, 0.74, 0.70)], True, "parametric"),
+    ("nonparametric", [counts_with_f1(f, 2000) for f in (0.74, 0.75, 0.76, 0.75, 0.74, 0.725)], False, "nonparametric"),
+    ("nonparametric", [counts_with_f1(f, 2000) for f in (0.74, 0.75, 0.76, 0.75, 0.74, 0.71)], True, "nonparametric"),
+    # ... and fall back to the pooled test without enough of them, or when they do not vary
+    ("parametric", [counts_with_f1(0.76, 2000), counts_with_f1(0.745, 2000)], False, "pooled"),
+    ("parametric", [counts_with_f1(0.75, 20_000)] * 5 + [counts_with_f1(0.74, 200)], False, "pooled"),
+    ("nonparametric", [counts_with_f1(0.75, 2000)] * 6, False, "pooled"),
 ])
-def test_drift_tests(sqlite_project, test, new_f1, earlier, drifted):
+def test_drift_tests(sqlite_project, test, batches, drifted, applied):
     config = dataclasses.replace(sqlite_project, drift_test=test)
-    verdict, explanation = detect_model_drift(new_f1, earlier[0], earlier, config)
-    assert verdict is drifted
-    assert test in explanation
+    verdict = detect_model_drift(batches, REFERENCE.f1, REFERENCE, config)
+    assert verdict.drifted is drifted, verdict.describe()
+    assert verdict.test == applied
+    assert verdict.describe().startswith("drift:" if drifted else "no drift:")
+    if applied != test:
+        assert f"{test} fell back" in verdict.rule
+
+
+def test_a_reference_without_counts_is_taken_as_uncertain_as_the_batch(sqlite_project):
+    precise = counts_with_f1(0.75, 50_000)  # a reference this large is almost exact
+    batch = counts_with_f1(0.72, 2000)
+    assert detect_model_drift([batch], precise.f1, precise, sqlite_project).drifted
+    assert not detect_model_drift([batch], precise.f1, None, sqlite_project).drifted
 
 
 def test_a_tampered_model_file_is_never_unpickled(tmp_path):

@@ -198,3 +198,58 @@ def test_a_failure_message_names_no_server_path(project, engine):
     message = table(engine, db.runs)[-1].message
     assert message.startswith(f"ModelIntegrityError: models/model_{first.hex}.pkl, the archived copy")
     assert str(project.project_dir) not in message
+
+
+# --- the default drift decisions, pinned with fixed seeds at a small scale (bench/decisions.py measures them) ---
+
+@pytest.fixture
+def no_report(monkeypatch):
+    """Ticks without plots and PDF: these tests are about decisions (tests/test_reporting.py draws them)."""
+    import reporting
+
+    monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
+
+
+def test_twenty_unchanged_ticks_of_2000_rows_give_at_most_one_alarm(sqlite_project, no_report):
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "first.csv", rows=10_000, seed=1)
+    assert run_tick(sqlite_project, engine).status == "deployed"
+    ticks = []
+    for number in range(20):
+        add_csv(sqlite_project, f"batch_{number}.csv", rows=2000, seed=100 + number)
+        ticks.append(run_tick(sqlite_project, engine))
+    engine.dispose()
+    assert sum(t.status != "no_drift" for t in ticks) <= 1, [t.notes for t in ticks]
+    assert all(t.drift.test == "pooled" for t in ticks)
+    assert "of 20 batch(es) since deployment" in ticks[-1].drift.rule  # evidence pooled since deployment
+
+
+def test_a_full_flip_of_200_rows_is_caught_on_its_first_tick(project, engine, no_report):
+    add_csv(project, "first.csv", rows=10_000, seed=1)
+    first = run_tick(project, engine)
+    add_csv(project, "flipped.csv", rows=200, seed=5, flip=1.0)
+    tick = run_tick(project, engine)
+    assert tick.drift.drifted
+    assert tick.status in ("deployed", "kept")
+    score = table(engine, db.f1, db.f1.c.hex == tick.hex, db.f1.c.dataset == "newdata")[0]
+    assert (score.model_hex, score.tp + score.fp + score.fn + score.tn) == (first.hex, 200)
+    assert score.f1_score == pytest.approx(2 * score.tp / (2 * score.tp + score.fp + score.fn))
+    reference = table(engine, db.models, db.models.c.hex == first.hex)[0]
+    assert reference.f1_score == pytest.approx(2 * reference.tp / (2 * reference.tp + reference.fp + reference.fn))
+
+
+@pytest.mark.parametrize("retrains", [True, False])
+def test_data_drift_alone_retrains_unless_switched_off(sqlite_project, no_report, retrains):
+    import dataclasses
+
+    config = dataclasses.replace(sqlite_project, data_drift_retrains=retrains)
+    engine = db.make_engine(config.database_url)
+    add_csv(config, "first.csv", rows=10_000, seed=1)
+    run_tick(config, engine)
+    add_csv(config, "bigger.csv", rows=2000, seed=5, scale={"number_of_employees": 3})
+    tick = run_tick(config, engine)
+    engine.dispose()
+    assert tick.data_drifted == ["number_of_employees"]
+    assert not tick.drift.drifted  # the model copes: only data drift speaks
+    assert tick.status in (("deployed", "kept") if retrains else ("no_drift",))
+    assert any(note.startswith(f"data drift ({'retrain' if retrains else 'no retrain'}") for note in tick.notes)
