@@ -37,6 +37,9 @@ class Config:
     ks_threshold: float  # data drift: KS D at or above this (and above sampling noise) is drift
     data_drift_confidence: float  # KS D must exceed its critical value at this confidence (per feature)
     data_drift_retrains: bool  # a data-drift verdict retrains, like model drift
+    retrain_window_min_rows: int  # after drift the challenger learns the recent rows: at least this many new rows
+    gate_margin: float  # after a drift verdict the challenger is deployed unless worse than this in F1
+    gate_confidence: float  # one-sided confidence of the gate's paired comparison
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
@@ -105,9 +108,11 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
 
 def _check_ranges(raw: dict) -> None:
     """Numbers whose meaning breaks outside a range fail loudly, naming the key."""
-    for key in ("drift_confidence", "data_drift_confidence"):
+    for key in ("drift_confidence", "data_drift_confidence", "gate_confidence"):
         if not isinstance(raw[key], int | float) or not 0.5 <= raw[key] < 1:
             raise ValueError(f"config.json: {key} must be a number from 0.5 to below 1, not {raw[key]!r}")
+    if not isinstance(raw["gate_margin"], int | float) or not 0 <= raw["gate_margin"] < 1:
+        raise ValueError(f"config.json: gate_margin must be a number from 0 to below 1, not {raw['gate_margin']!r}")
     if not isinstance(raw["data_drift_retrains"], bool):
         raise ValueError(f"config.json: data_drift_retrains must be true or false, not {raw['data_drift_retrains']!r}")
 

@@ -45,7 +45,7 @@ f1 = sa.Table(
     sa.Column("f1_score", sa.Float, nullable=False),
     sa.Column("hex", sa.String(32), nullable=False, index=True),
     sa.Column("model_hex", sa.String(32), nullable=False),  # the model that was scored
-    sa.Column("dataset", sa.String(40), nullable=False),  # testdata | newdata
+    sa.Column("dataset", sa.String(40), nullable=False),  # testdata | newdata | gate (recent held-out rows)
     sa.Column("rows", sa.Integer),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
     # Confusion counts behind f1_score (NULL in rows written before they were kept): pooled over
@@ -90,6 +90,9 @@ models = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("f1_score", sa.Float, nullable=False),  # on testdata when it was deployed
     sa.Column("train_rows", sa.Integer),
+    # What it learned: rows train_first_row .. train_first_row + train_rows - 1 of finaldata.csv (0-based,
+    # in arrival order): 0 for all of history, later for the recent window a drift retrain uses.
+    sa.Column("train_first_row", sa.Integer),
     sa.Column("deployed_at", sa.DateTime(timezone=True)),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
     # Confusion counts behind f1_score on the held-out rows: the model's drift reference, with its
@@ -179,9 +182,11 @@ COUNTS = ("tp", "fp", "fn", "tn")
 
 
 def batches_since_deployment(conn: sa.Connection, model_hex: str) -> list:
-    """The production model's scores on new data since it was last deployed, oldest first, with
-    their confusion counts (rows recorded without counts are left out: they cannot be pooled)."""
-    deployed = sa.select(sa.func.max(f1.c.id)).where(f1.c.model_hex == model_hex, f1.c.is_production).scalar_subquery()
+    """The production model's scores on new data since it was last deployed or kept by the gate,
+    oldest first, with their confusion counts (rows recorded without counts are left out: they
+    cannot be pooled). After the gate kept it, the evidence that led there has been acted on."""
+    deployed = (sa.select(sa.func.max(f1.c.id))
+                .where(f1.c.model_hex == model_hex, f1.c.is_production | (f1.c.dataset == "gate")).scalar_subquery())
     query = (sa.select(f1.c.f1_score, f1.c.rows, *(f1.c[c] for c in COUNTS))
              .where(f1.c.model_hex == model_hex, f1.c.dataset == "newdata", f1.c.id > deployed, f1.c.tp.is_not(None))
              .order_by(f1.c.id))
@@ -196,10 +201,11 @@ def record_f1(conn: sa.Connection, hex_id: str, model_hex: str, score: float, da
 
 
 def record_model(conn: sa.Connection, hex_id: str, path: str, sha256: str, score: float, train_rows: int,
-                 counts: dict[str, int] | None = None) -> None:
+                 counts: dict[str, int] | None = None, train_first_row: int = 0) -> None:
     """Record a trained model (not yet production) with its F1 (and counts) on the held-out rows."""
     conn.execute(models.insert().values({"hex": hex_id, "path": path, "sha256": sha256, "f1_score": score,
-                                         "train_rows": train_rows, "is_production": False, **(counts or {})}))
+                                         "train_rows": train_rows, "train_first_row": train_first_row,
+                                         "is_production": False, **(counts or {})}))
 
 
 def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:

@@ -31,7 +31,7 @@ class Tick:
     files: list[dict] = field(default_factory=list)
     scores: list[tuple] = field(default_factory=list)  # (model_hex, scoring.Confusion, dataset)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage of this tick
-    trained: tuple | None = None  # (path, sha256, scoring.Confusion on held-out rows, training rows)
+    trained: tuple | None = None  # (path, sha256, scoring.Confusion on held-out rows, training rows, first row)
     deploy: bool = False
     diagnostics: dict[str, list[dict]] = field(default_factory=dict)  # table name -> rows (diagnostics.py)
     drift: object = None  # scoring.DriftVerdict of the production model on this tick's rows
@@ -104,11 +104,13 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
 
     from training import train_and_save
 
+    window = _retrain_window(tick, config, production, result.new_data, model_drifted)
+    first_row = 0 if window is None else max(0, len(final) - round(window * (1 - config.test_fraction)))
     with _timed(tick, "training"):
-        model, path, sha = train_and_save(final, config, tick.hex)
+        model, path, sha = train_and_save(final.iloc[first_row:], config, tick.hex)
     with _timed(tick, "evaluation"):
-        counts = _evaluate(tick, config, engine, production, model)
-    tick.trained = (path, sha, counts, len(final))
+        counts = _evaluate(tick, config, engine, production, model, window, model_drifted)
+    tick.trained = (path, sha, counts, len(final) - first_row, first_row)
 
 
 def _diagnose(tick: Tick, config: Config, production, new_data, final) -> None:
@@ -141,24 +143,40 @@ def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bo
     return tick.drift.drifted
 
 
-def _evaluate(tick: Tick, config: Config, engine, production, model):
-    """Decide to deploy the new model if it is at least as good as production on held-out rows;
-    the new model's confusion counts there (its drift reference once deployed)."""
-    from scoring import confusion, evaluation_data, load_production_model
+def _retrain_window(tick: Tick, config: Config, production, new_data, model_drifted: bool) -> int | None:
+    """How many of the latest new rows the challenger learns from (None: all of history). After
+    drift, the rows of the batches that showed it (at least retrain_window_min_rows): the new regime,
+    not a small share of everything."""
+    if production is None or not (model_drifted or tick.data_drifted):
+        return None  # the first model, or --force on unchanged data: all of history
+    rows = tick.drift.rows if model_drifted else len(new_data)
+    window = max(rows, config.retrain_window_min_rows)
+    tick.notes.append(f"retraining on the latest {window} new rows (about {1 - config.test_fraction:.0%} of them "
+                      f"train, the rest judge)")
+    return window
+
+
+def _evaluate(tick: Tick, config: Config, engine, production, model, window: int | None, after_drift: bool):
+    """The gate: challenger against champion on held-out rows of the window (recent rows neither
+    trained on); the challenger's confusion counts there (its drift reference once deployed)."""
+    from scoring import confusion, evaluation_data, gate, load_production_model
 
     held_out = evaluation_data(config)
-    new = confusion(model, held_out, config)
-    old = None
-    if production is not None:
-        with engine.connect() as conn:
-            _, old_model = load_production_model(conn, config)
-        old = confusion(old_model, held_out, config)
-        tick.scores.append((production.hex, old, "testdata"))
-    tick.deploy = old is None or new.f1 >= old.f1
+    if window is not None:
+        held_out = held_out.tail(max(1, round(window * config.test_fraction)))
+    if production is None:
+        new = confusion(model, held_out, config)
+        tick.deploy, tick.status = True, "deployed"
+        tick.notes.append(f"new model F1 {new.f1:.4f} on {len(held_out)} held-out rows vs no model in production: deployed")
+        return new
+    with engine.connect() as conn:
+        _, old_model = load_production_model(conn, config)
+    verdict = gate(model, old_model, held_out, config, after_drift)
+    tick.scores.append((production.hex, verdict.old, "gate"))
+    tick.deploy = verdict.deploy
     tick.status = "deployed" if tick.deploy else "kept"
-    versus = "no model in production" if old is None else f"production {old.f1:.4f}"
-    tick.notes.append(f"new model F1 {new.f1:.4f} on {len(held_out)} held-out rows vs {versus}: {tick.status}")
-    return new
+    tick.notes.append(verdict.describe())
+    return verdict.new
 
 
 def _record(conn, config: Config, tick: Tick) -> None:
@@ -172,8 +190,8 @@ def _record(conn, config: Config, tick: Tick) -> None:
         if stage in tick.stages:
             conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
     if tick.trained:
-        path, sha, counts, train_rows = tick.trained
-        db.record_model(conn, tick.hex, path, sha, counts.f1, train_rows, counts.as_row())
+        path, sha, counts, train_rows, first_row = tick.trained
+        db.record_model(conn, tick.hex, path, sha, counts.f1, train_rows, counts.as_row(), first_row)
     db.record_diagnostics(conn, tick.hex, tick.diagnostics)
     if tick.deploy:
         deployment.deploy_model(conn, config, tick.hex, tick.hex)

@@ -61,10 +61,14 @@ class Confusion:
 
 def confusion(model, frame, config: Config) -> Confusion:
     """The model's confusion counts on frame's rows."""
+    return counts_of(model.predict(frame[list(config.features)]), frame[config.label].to_numpy())
+
+
+def counts_of(predicted, actual) -> Confusion:
+    """Confusion counts of 0/1 predictions against 0/1 labels."""
     import numpy as np
 
-    predicted = np.asarray(model.predict(frame[list(config.features)])).astype(bool)
-    actual = frame[config.label].to_numpy().astype(bool)
+    predicted, actual = np.asarray(predicted).astype(bool), np.asarray(actual).astype(bool)
     return Confusion(tp=int(np.sum(predicted & actual)), fp=int(np.sum(predicted & ~actual)),
                      fn=int(np.sum(~predicted & actual)), tn=int(np.sum(~predicted & ~actual)))
 
@@ -175,6 +179,60 @@ def _pooled(batches: list[Confusion], reference_f1: float, reference: Confusion 
                                                                     reference_f1, rule)))
     verdict = min(verdicts, key=lambda pair: pair[0])[1]  # the window with the strongest evidence of a fall
     return dataclasses.replace(verdict, rule=f"{fallback}; {verdict.rule}") if fallback else verdict
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """The gate's paired comparison of challenger and champion on the same held-out rows."""
+
+    deploy: bool
+    rule: str  # non-inferiority (after a drift verdict) or superiority (without one)
+    new: Confusion  # the challenger's counts on the rows
+    old: Confusion  # the champion's
+    difference: float  # F1 of the challenger minus F1 of the champion
+    lower: float  # its one-sided lower confidence bound
+    bar: float  # deploy when lower is above this: -margin, or 0
+
+    def describe(self) -> str:
+        decision = "deployed" if self.deploy else "kept"
+        return (f"new model F1 {self.new.f1:.4f} vs production {self.old.f1:.4f} on {self.new.rows} recent held-out "
+                f"rows: difference {self.difference:+.4f}, lower bound {self.lower:+.4f} vs {self.bar:+.4f} "
+                f"({self.rule}): {decision}")
+
+
+def paired_f1_difference(new_predicted, old_predicted, actual) -> tuple[float, float]:
+    """F1(new) - F1(old) on the same rows and its standard error, by the delta method over the rows:
+    each row's influence on one F1 is 2(fp+fn)/D^2 for a true positive, -2tp/D^2 for an error and 0
+    for a true negative (D = 2tp+fp+fn); the variance of the difference is the sum of the squared
+    differences of the two influences, so rows both models get right or wrong cancel out."""
+    import numpy as np
+
+    influences, scores = [], []
+    for predicted in (new_predicted, old_predicted):
+        predicted = np.asarray(predicted).astype(bool)
+        tp, errors = np.sum(predicted & actual), np.sum(predicted != actual)
+        denominator = float(2 * tp + errors)
+        scores.append(2 * tp / denominator if denominator else 0.0)
+        influence = np.where(predicted & actual, 2 * errors, np.where(predicted != actual, -2 * tp, 0))
+        influences.append(influence / denominator**2 if denominator else np.zeros(actual.size))
+    return float(scores[0] - scores[1]), float(np.sqrt(np.sum((influences[0] - influences[1]) ** 2)))
+
+
+def gate(new_model, old_model, frame, config: Config, after_drift: bool) -> GateVerdict:
+    """Deploy the challenger after a drift verdict unless it is worse than the champion by more than
+    gate_margin (non-inferiority: a stale model keeps no place by a tie); without one only if it is
+    better by more than the sampling error allows (superiority: equivalent models are not swapped)."""
+    from statistics import NormalDist
+
+    actual = frame[config.label].to_numpy().astype(bool)
+    new_predicted, old_predicted = (m.predict(frame[list(config.features)]) for m in (new_model, old_model))
+    new, old = counts_of(new_predicted, actual), counts_of(old_predicted, actual)
+    difference, se = paired_f1_difference(new_predicted, old_predicted, actual)
+    lower = difference - NormalDist().inv_cdf(config.gate_confidence) * se
+    bar = -config.gate_margin if after_drift else 0.0
+    rule = (f"non-inferiority after drift, margin {config.gate_margin:g}" if after_drift
+            else "superiority without a drift verdict")
+    return GateVerdict(bool(lower > bar), f"{rule}, {config.gate_confidence:g} confidence", new, old, difference, lower, bar)
 
 
 def main() -> int:

@@ -8,7 +8,7 @@ import pytest
 
 import datagen
 import storage
-from scoring import Confusion, confusion, detect_model_drift, score_model
+from scoring import Confusion, confusion, counts_of, detect_model_drift, gate, paired_f1_difference, score_model
 from training import train_model
 
 
@@ -105,3 +105,50 @@ def test_a_tampered_model_file_is_never_unpickled(tmp_path):
     path.unlink()
     with pytest.raises(storage.ModelIntegrityError, match="missing"):
         storage.load_model(path, sha)
+
+
+class Fixed:
+    """A stand-in model with fixed predictions (the gate only calls predict)."""
+
+    def __init__(self, predicted):
+        self.predicted = np.asarray(predicted)
+
+    def predict(self, features):
+        return self.predicted
+
+
+def test_the_paired_difference_cancels_rows_both_models_agree_on():
+    actual = np.array([1, 1, 0, 0] * 50, dtype=bool)
+    same, se = paired_f1_difference(actual, actual, actual)
+    assert (same, se) == (0.0, 0.0)
+    worse = actual.copy()
+    worse[:20] = ~worse[:20]
+    difference, se = paired_f1_difference(actual, worse, actual)
+    assert difference == pytest.approx(1 - Confusion(90, 10, 10, 90).f1)
+    assert se == pytest.approx(Confusion(90, 10, 10, 90).f1_se)  # against a perfect model: the other's own error
+    worst = actual.copy()
+    worst[:30] = ~worst[:30]  # wrong on the same 20 rows, and 10 more
+    a, b = counts_of(worse, actual), counts_of(worst, actual)
+    difference, se = paired_f1_difference(worse, worst, actual)
+    assert difference == pytest.approx(a.f1 - b.f1)
+    assert 0 < se < 0.5 * np.hypot(a.f1_se, b.f1_se)  # the rows both get wrong or right cancel
+
+
+@pytest.mark.parametrize(("wrong_new", "wrong_old", "after_drift", "deploy"), [
+    (40, 40, False, False),  # a tie without drift: production stays
+    (40, 40, True, True),  # a tie after drift: the stale model does not keep its place
+    (48, 40, True, False),  # clearly worse than the margin allows after drift
+    (20, 40, False, True),  # clearly better: superiority
+    (38, 40, False, False),  # a little better, within the sampling error
+])
+def test_the_gate(sqlite_project, wrong_new, wrong_old, after_drift, deploy):
+    frame = datagen.generate(400, seed=1)
+    actual = frame["exited"].to_numpy()
+    rng = np.random.default_rng(0)
+    errors = rng.permutation(400)
+    new, old = actual.copy(), actual.copy()
+    new[errors[:wrong_new]] ^= 1
+    old[errors[:wrong_old]] ^= 1  # the same rows first: the models mostly agree
+    verdict = gate(Fixed(new), Fixed(old), frame, sqlite_project, after_drift)
+    assert verdict.deploy is deploy, verdict.describe()
+    assert verdict.bar == (-sqlite_project.gate_margin if after_drift else 0.0)

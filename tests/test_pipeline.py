@@ -1,5 +1,6 @@
 """The whole tick end to end, in a temporary project, on SQLite and on PostgreSQL."""
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -68,7 +69,7 @@ def test_flipped_labels_are_drift_and_retrain(project, engine):
     first = run_tick(project, engine)
     add_csv(project, "flipped.csv", rows=1500, seed=5, flip=1.0)
     tick = run_tick(project, engine)
-    assert tick.status == "deployed"  # trained on both, it beats production on the mixed held-out rows
+    assert tick.status == "deployed"  # trained on the flipped rows, it beats production on their held-out part
     assert any(note.startswith("drift: F1 on new data") for note in tick.notes)
     scores = table(engine, db.f1, db.f1.c.hex == tick.hex, db.f1.c.dataset == "newdata")
     assert scores[0].model_hex == first.hex
@@ -93,10 +94,13 @@ def test_same_distribution_is_no_drift_under_the_nonparametric_test(project, eng
 def test_force_retrains_without_new_data(project, engine):
     add_csv(project, "a.csv", seed=1)
     run_tick(project, engine)
+    first = production(engine)
     tick = run_tick(project, engine, force=True)
-    assert tick.status == "deployed"  # the same data trains the same model: at least as good
+    # The same data trains the same model: without a drift verdict it must be better to replace production.
+    assert tick.status == "kept"
     assert len(table(engine, db.models)) == 2
-    assert storage.sha256_file(project.production_model) == production(engine).sha256
+    assert production(engine).hex == first.hex
+    assert storage.sha256_file(project.production_model) == first.sha256
 
 
 def test_renamed_copy_of_an_ingested_file_is_not_new(project, engine):
@@ -253,3 +257,23 @@ def test_data_drift_alone_retrains_unless_switched_off(sqlite_project, no_report
     assert not tick.drift.drifted  # the model copes: only data drift speaks
     assert tick.status in (("deployed", "kept") if retrains else ("no_drift",))
     assert any(note.startswith(f"data drift ({'retrain' if retrains else 'no retrain'}") for note in tick.notes)
+
+
+def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, engine, no_report):
+    from scoring import load_production_model, score_model
+
+    add_csv(project, "first.csv", rows=10_000, seed=1)
+    first = run_tick(project, engine)
+    add_csv(project, "flipped.csv", rows=2000, seed=5, flip=1.0)
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed", tick.notes
+    model = table(engine, db.models, db.models.c.hex == tick.hex)[0]
+    final_rows = len(pd.read_csv(project.finaldata_csv))
+    assert model.train_first_row + model.train_rows == final_rows  # the latest rows: the flipped ones
+    assert 1500 < model.train_rows < 1700
+    fresh = datagen.generate(5000, seed=6, flip=1.0)
+    with engine.connect() as conn:
+        _, serving = load_production_model(conn, project)
+    old = storage.load_model(project.project_dir / table(engine, db.models, db.models.c.hex == first.hex)[0].path,
+                             table(engine, db.models, db.models.c.hex == first.hex)[0].sha256)
+    assert score_model(serving, fresh, project) > score_model(old, fresh, project) + 0.2
