@@ -37,8 +37,8 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # plots come from config.static_path, served by dashboard
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_mb * 1024 * 1024
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
-                              "models": serving.ModelCache(config), "tables_ready": False}
-    _ensure_tables(app, at_startup=True)
+                              "models": serving.ModelCache(config), "schema_ready": False}
+    _ensure_schema(app, at_startup=True)
     _register_errors(app)
     app.before_request(_prepare_database)
     app.after_request(_security_headers)
@@ -47,30 +47,35 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     return app
 
 
-def _ensure_tables(app: Flask, at_startup: bool = False) -> None:
-    """Create missing tables once, so an empty database answers instead of failing."""
+def _ensure_schema(app: Flask, at_startup: bool = False) -> None:
+    """Set up an empty database, or check the revision of an existing one, until it is found right.
+
+    A database that is behind raises db.SchemaOutOfDate (503 until `python dbsetup.py` upgrades it).
+    """
     ext = app.extensions["drat"]
-    if ext["tables_ready"]:
+    if ext["schema_ready"]:
         return
     try:
-        try:
-            db.create_tables(ext["engine"])
-        except sa.exc.DBAPIError:
-            db.create_tables(ext["engine"])  # another worker or a tick created one at the same moment
+        db.ensure_schema(ext["engine"])
     except sa.exc.OperationalError as exc:
         if not at_startup:
             raise  # answered 503 by the handler below
         # The database may come back later: start anyway, /health says what is wrong.
         log.error("database unreachable at startup: %s", exc)
         return
-    ext["tables_ready"] = True
+    except db.SchemaOutOfDate as exc:
+        if not at_startup:
+            raise
+        log.error("%s", exc)
+        return
+    ext["schema_ready"] = True
     ext["engine"].dispose()  # pooled connections must not be shared by processes forked after startup
 
 
 def _prepare_database() -> None:
-    """Tables for the first request that finds the database reachable; /health reports instead of failing."""
+    """Check the schema for the first request that finds the database reachable; /health reports instead of failing."""
     if request.endpoint != "health":
-        _ensure_tables(current_app)
+        _ensure_schema(current_app)
 
 
 def _json_error(status: int, message: str, response=None):
@@ -103,6 +108,17 @@ def _register_errors(app: Flask) -> None:
         log.error("refusing to serve the production model: %s", exc)
         return _json_error(503, "the production model file does not match its recorded checksum; "
                                 "it is not served until it is restored")
+
+    @app.errorhandler(db.SchemaOutOfDate)
+    def schema_out_of_date(exc):
+        return _json_error(503, str(exc))
+
+    @app.errorhandler(PermissionError)
+    def unreadable(exc):
+        # A file the pipeline wrote (model, plot, report) that the user the API runs as may not read.
+        log.error("permission denied on %s %s: %s", request.method, request.path, exc)
+        return _json_error(503, "a file this answer needs cannot be read by the user the API runs as: "
+                                "check the permissions of the project's output folders")
 
     @app.errorhandler(sa.exc.OperationalError)
     def database_down(exc):
@@ -220,7 +236,7 @@ def runs():
 def health():
     """Database and model state; 503 when the database cannot be reached."""
     try:
-        _ensure_tables(current_app)
+        _ensure_schema(current_app)
         with state("engine").connect() as conn:
             model = db.production_model(conn)
             last = db.recent_runs(conn, 1)
@@ -228,6 +244,8 @@ def health():
     except sa.exc.OperationalError as exc:  # the point of a health check: say so, do not fail
         log.error("health: database unreachable: %s", exc)
         return jsonify(status="error", database="unreachable", error="the database is unavailable"), 503
+    except db.SchemaOutOfDate as exc:
+        return jsonify(status="error", database="out of date", error=str(exc)), 503
     status = "ok" if model_json is None or model_json["file"] == "ok" else "degraded"
     return jsonify(status=status, database="ok", model=model_json, last_run=run_json(last[0]) if last else None)
 
@@ -240,6 +258,9 @@ def model_health(conn, model) -> dict:
     except storage.ModelIntegrityError:  # reported, not raised: /health describes, /prediction refuses
         log.error("health: the production model file does not match model %s", model.hex)
         file_state = "does not match its recorded checksum"
+    except storage.UnreadableFile:
+        log.error("health: the production model file of model %s cannot be read by this user", model.hex)
+        file_state = "cannot be read by the user the API runs as"
     return {"hex": model.hex, "f1_score": number(model.f1_score), "deployed_at": timestamp(model.deployed_at),
             "train_rows": model.train_rows, "file": file_state}
 

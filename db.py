@@ -126,13 +126,122 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def create_tables(engine: sa.Engine) -> None:
-    """Create every missing table; existing tables and rows are left alone."""
-    metadata.create_all(engine, checkfirst=True)
+# --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
+
+SCHEMA_REVISION = "0001"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
+alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database's revision is not the code's: python dbsetup.py upgrades it."""
+
+
+def schema_revision(conn: sa.Connection) -> str | None:
+    """The database's Alembic revision; None when it has none (empty, or made by the first release)."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.select(alembic_version.c.version_num)).scalar()
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Set up an empty database on first use; refuse one whose revision is not the code's.
+
+    Every entry point calls this: the tick, the step scripts and the API.
+    """
+    with engine.connect() as conn:
+        current = schema_revision(conn)
+        empty = current is None and not set(metadata.tables) & set(sa.inspect(conn).get_table_names())
+    if current == SCHEMA_REVISION:
+        return
+    if empty:
+        upgrade(engine.url.render_as_string(hide_password=False))
+        return
+    found = f"at revision {current}" if current else "from the first release (no revision)"
+    raise SchemaOutOfDate(f"the database is {found}, the code needs revision {SCHEMA_REVISION}: "
+                          "run python dbsetup.py to upgrade it")
+
+
+def migration_engine(url: str) -> sa.Engine:
+    """An engine whose transactions include DDL: pysqlite's own transaction handling is off, and
+    SQLite transactions begin EXCLUSIVE, so that two processes never migrate one file at once."""
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _driver_autocommit(dbapi_connection, record):
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin_exclusive(conn):
+            conn.exec_driver_sql("BEGIN EXCLUSIVE")
+    return engine
+
+
+def lock_migrations(conn: sa.Connection) -> None:
+    """On PostgreSQL, wait for any other process migrating this database (released at commit)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+
+
+def alembic_config(connection: sa.Connection | None = None):
+    """Alembic's configuration for this project's migrations/, whatever the working directory."""
+    from pathlib import Path
+
+    from alembic.config import Config
+
+    here = Path(__file__).resolve().parent
+    config = Config(str(here / "alembic.ini"))
+    config.set_main_option("script_location", str(here / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str, adopt_first_release: bool = False) -> tuple[str | None, str | None]:
+    """Upgrade the database to the newest revision in one locked transaction; (from, to) revisions.
+
+    adopt_first_release: a database the first release made (its tables, no revision) is marked
+    as revision 0001, its schema, and then upgraded.
+    """
+    from alembic import command
+
+    engine = migration_engine(url)
+    try:
+        with engine.begin() as conn:
+            lock_migrations(conn)
+            before = schema_revision(conn)
+            config = alembic_config(conn)
+            if before is None and set(metadata.tables) & set(sa.inspect(conn).get_table_names()):
+                if not adopt_first_release:
+                    raise SchemaOutOfDate("the database has tables but no revision: run python dbsetup.py")
+                command.stamp(config, "0001")
+                before = "0001 (the first release's schema, no revision recorded)"
+            command.upgrade(config, "head")
+            after = schema_revision(conn)
+    finally:
+        engine.dispose()
+    return before, after
 
 
 def drop_tables(engine: sa.Engine) -> None:
+    """Drop every table of the system and the record of its revision."""
     metadata.drop_all(engine, checkfirst=True)
+    alembic_version.drop(engine, checkfirst=True)
+
+
+@contextmanager
+def advisory_lock(engine: sa.Engine, key: int, wait: bool) -> Iterator[bool]:
+    """A PostgreSQL session lock held on a connection of its own for the body; yields whether it
+    is held. The server releases it when the connection closes, also when the process is killed."""
+    with engine.connect() as conn:
+        take = sa.func.pg_advisory_lock(key) if wait else sa.func.pg_try_advisory_lock(key)
+        held = conn.execute(sa.select(take)).scalar() is not False
+        conn.commit()  # the lock belongs to the session: the connection does not idle in a transaction
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                conn.commit()
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -234,15 +343,15 @@ def describe_error(exc: BaseException) -> str:
 
 @contextmanager
 def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
-    """Create the tables if needed and a 'running' runs row; yield its random hex id.
+    """Check the schema (set it up on first use) and create a 'running' runs row; yield its random hex id.
 
     The body finishes the run with its status; an exception marks it failed, with the
     reason in message, and goes on so that the process exits non-zero.
     """
-    create_tables(engine)
+    ensure_schema(engine)
     hex_id = secrets.token_hex(8)
     with engine.begin() as conn:
-        if command == "fullprocess.py":  # ticks never overlap (flock), so a 'running' tick is dead
+        if command == "fullprocess.py":  # ticks never overlap (the pipeline lock): a 'running' tick is dead
             fail_interrupted_runs(conn, hex_id)
         start_run(conn, hex_id, command)
     try:

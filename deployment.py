@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "deployment.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
             query = sa.select(db.models.c.hex).order_by(db.models.c.id.desc())
             query = query.where(db.models.c.hex == args.model) if args.model else query.where(~db.models.c.is_production)

@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     with engine.connect() as conn:
         production = db.production_model(conn)
     if production is None and args.what != "outdated":

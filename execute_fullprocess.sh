@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What crontab runs: one tick of the pipeline, never two at once, appended to logs/fullprocess.log.
-# Exits with the tick's status (0 also for "no new data"); a second tick started while one
-# runs exits 0 quietly.
+# What crontab runs: one tick of the pipeline, appended to logs/fullprocess.log. Exits with the
+# tick's status (0 also for "no new data"). The tick itself takes the pipeline lock (the project's
+# .pipeline.lock, and on PostgreSQL an advisory lock that other hosts see too): a tick started
+# while another one runs logs one line and exits 0.
 set -euo pipefail
 
 project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,11 +17,6 @@ elif [ -x "$project_dir/.venv/bin/python" ]; then
     python="$project_dir/.venv/bin/python"
 else
     python="$(command -v python3)"
-fi
-
-exec 9>"$project_dir/.fullprocess.lock"
-if ! flock --nonblock 9; then
-    exit 0  # the previous tick is still running; this one has nothing to add
 fi
 
 status=0

@@ -221,12 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config()
+    engine = db.make_engine(config.database_url)
     try:
-        with pipeline_lock(config.project_dir, wait=False) as locked:
+        with pipeline_lock(config.project_dir, wait=False, engine=engine) as locked:
             if not locked:
-                log.info("another tick or step holds the pipeline lock: this tick has nothing to do")
+                log.info("another tick or step (on this host or another) holds the pipeline lock: this tick has nothing to do")
                 return 0
-            tick = run_tick(config, db.make_engine(config.database_url), force=args.force)
+            tick = run_tick(config, engine, force=args.force)
     except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
         expected = isinstance(exc, (LookupError, ValueError, OSError, RuntimeError))  # data, files, models
         log.error("tick failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)

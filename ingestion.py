@@ -188,7 +188,7 @@ def main() -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "ingestion.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "ingestion.py") as run_hex:
         with engine.connect() as conn:
             new_files = find_new_files(config, *db.known_files(conn))
         result = ingest_files(config, new_files)

@@ -302,14 +302,15 @@ def main() -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     with engine.connect() as conn:
         run = db.latest_work_run(conn)
     if run is None:
         print("error: no tick has ingested data yet: run fullprocess.py first", file=sys.stderr)
         return 1
     try:
-        path = write_report(config, engine, run.hex)
+        with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
+            path = write_report(config, engine, run.hex)
     except (LookupError, ValueError, RuntimeError) as exc:  # no model yet, no data, or a model file that does not match
         print(f"error: {exc}", file=sys.stderr)
         return 1

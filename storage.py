@@ -13,6 +13,10 @@ class ModelIntegrityError(RuntimeError):
     """A model file is missing or does not match the sha256 the database recorded for it."""
 
 
+class UnreadableFile(PermissionError):
+    """A file the pipeline wrote that this process may not read (another user's, without read access)."""
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -30,6 +34,7 @@ def replace_atomically(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: an API running as another user must read it
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -38,6 +43,19 @@ def replace_atomically(path: Path, write) -> None:
     except BaseException:
         os.unlink(tmp)  # never leave a partial temporary file behind, then let the error go on
         raise
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else set back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:  # not Linux: the classic two calls
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_model(model, path: Path) -> str:
@@ -53,15 +71,21 @@ def load_model(path: Path, expected_sha256: str):
         data = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise ModelIntegrityError(f"model file {Path(path).name} is missing") from exc
+    except PermissionError as exc:
+        raise UnreadableFile(f"model file {Path(path).name} cannot be read by this user: check its permissions") from exc
     if sha256_bytes(data) != expected_sha256:
         raise ModelIntegrityError(f"model file {Path(path).name} does not match its recorded sha256")
     return pickle.loads(data)
 
 
 @contextmanager
-def pipeline_lock(project_dir: Path, wait: bool) -> Iterator[bool]:
-    """Hold the project's .pipeline.lock, so that one tick or step at a time rewrites the data
-    sets and the model; yields False (holding nothing) if it is taken and wait is False."""
+def pipeline_lock(project_dir: Path, wait: bool, engine=None) -> Iterator[bool]:
+    """Hold the pipeline lock, so that one tick or step at a time rewrites the data sets and the
+    model; yields False (holding nothing) if it is taken and wait is False.
+
+    The lock is the project's .pipeline.lock (flock) and, on PostgreSQL, an advisory lock of the
+    database as well: hosts that share the database and the data folders take turns too.
+    """
     import fcntl
 
     with open(Path(project_dir) / ".pipeline.lock", "a") as handle:  # closing the file releases it
@@ -70,4 +94,10 @@ def pipeline_lock(project_dir: Path, wait: bool) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
-        yield True
+        if engine is None or engine.dialect.name != "postgresql":
+            yield True
+            return
+        import db
+
+        with db.advisory_lock(engine, db.PIPELINE_LOCK, wait) as held:
+            yield held

@@ -78,7 +78,7 @@ def main() -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True), db.recorded_run(engine, "training.py") as run_hex:
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "training.py") as run_hex:
         frame = read_dataset(config.finaldata_csv, config)
         model, path, sha = train_and_save(frame, config, run_hex)
         counts = confusion(model, evaluation_data(config), config)

@@ -45,8 +45,10 @@ def copy_project(where: Path, with_samples: bool = True) -> Path:
     """A copy of the project's code and config (and its sample data) under where."""
     root = where / "project"
     root.mkdir()
-    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "requirements.txt"]:
+    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "requirements.txt",
+                 PROJECT_DIR / "alembic.ini"]:
         shutil.copy(path, root / path.name)
+    shutil.copytree(PROJECT_DIR / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
     if with_samples:
         shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     else:

@@ -57,9 +57,9 @@ def get_json(url: str):
 
 
 @contextmanager
-def live_server(config, log_path: Path, gunicorn_workers: int = 0):
+def live_server(config, log_path: Path, gunicorn_workers: int = 0, prefix: tuple[str, ...] = ()):
     """`python app.py` (or gunicorn, as the Procfile runs it) on a free port for a project;
-    yields its URL once /health answers."""
+    yields its URL once /health answers. prefix: a command that runs the server (setpriv ...)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DATABASE_URL": config.database_url}
@@ -68,7 +68,7 @@ def live_server(config, log_path: Path, gunicorn_workers: int = 0):
         command = [sys.executable, "-m", "gunicorn", "--workers", str(gunicorn_workers), "--bind", f"127.0.0.1:{port}",
                    f"app:create_app({str(config.project_dir)!r})"]
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
+        server = subprocess.Popen([*prefix, *command], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -215,7 +215,7 @@ def test_outdated_check_can_be_turned_off(sqlite_project, monkeypatch):
 
 def test_execution_time_is_the_latest_ticks_without_a_run_id(sqlite_project):
     engine = db.make_engine(sqlite_project.database_url)
-    db.create_tables(engine)
+    db.ensure_schema(engine)
     with engine.begin() as conn:
         for hex_id, seconds in (("a", 1.0), ("b", 2.0)):
             conn.execute(sa.insert(db.script_timing).values(file="ingestion.py", timing=seconds, hex=hex_id))

@@ -109,8 +109,9 @@ def test_the_scripts_print_diagnostics_and_regenerate_the_report(tmp_path):
     """diagnostics.py and reporting.py as an operator runs them, in a copy of the project."""
     root = tmp_path / "checkout"
     root.mkdir()
-    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json"]:
+    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "alembic.ini"]:
         shutil.copy(path, root / path.name)
+    shutil.copytree(PROJECT_DIR / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     write_config(root, outdated_timeout_seconds=0)  # no wait on the network
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'scripts.db'}", "MPLBACKEND": "Agg"}

@@ -1,0 +1,28 @@
+"""Alembic's environment: the one MetaData of db.py, on the connection dbsetup.py hands over
+(db.upgrade), or on DATABASE_URL / the project's SQLite file for the alembic command line."""
+
+from alembic import context
+
+import db
+
+target_metadata = db.metadata
+
+
+def run_migrations(connection) -> None:
+    # Batch mode: SQLite alters a table by copying it, the only way it can drop or change a column.
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if connection is not None:  # db.upgrade: already in a locked transaction
+    run_migrations(connection)
+else:
+    from config import load_config
+
+    engine = db.migration_engine(load_config().database_url)
+    with engine.begin() as connection:
+        db.lock_migrations(connection)
+        run_migrations(connection)
+    engine.dispose()
