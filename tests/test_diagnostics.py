@@ -59,6 +59,25 @@ def test_a_feature_multiplied_by_3_is_drifted(sqlite_project, rows, feature):
     assert verdicts == {f: f == feature for f in project.features}
 
 
+@pytest.mark.parametrize("rows", [20_000, 200_000])
+def test_lastmonth_activity_times_1_2_alone_is_drifted_from_20000_rows(sqlite_project, rows):
+    reference = datagen.generate(8_000, seed=1)
+    new = datagen.generate(rows, seed=2, scale={"lastmonth_activity": 1.2})
+    result = {r["feature"]: r for r in diagnostics.data_drift(new, reference, sqlite_project)}
+    assert {f: r["drifted"] for f, r in result.items()} == {f: f == "lastmonth_activity" for f in sqlite_project.features}
+    assert result["lastmonth_activity"]["psi"] < sqlite_project.psi_threshold  # PSI alone misses it; KS D sees it
+
+
+def test_small_batches_need_a_larger_ks_d(sqlite_project):
+    critical = [diagnostics.ks_critical_value(n, 8_000, sqlite_project.data_drift_confidence) for n in (200, 2_000, 20_000)]
+    assert critical == sorted(critical, reverse=True)
+    assert critical[0] > 0.1 > sqlite_project.ks_threshold  # 200 rows: noise alone reaches well past the threshold
+    assert diagnostics.ks_critical_value(0, 8_000, 0.999) == np.inf
+    for seed in range(10):  # 200 rows of one distribution: never drifted
+        result = diagnostics.data_drift(datagen.generate(200, seed=seed), datagen.generate(8_000, seed=99), sqlite_project)
+        assert not any(r["drifted"] for r in result), result
+
+
 def test_psi_copes_with_repeated_values_out_of_range_values_and_missing_values():
     zeros = np.zeros(1_000)
     assert diagnostics.population_stability_index(zeros, zeros, 10) == 0
