@@ -105,7 +105,8 @@ def _work(tick: Tick, config: Config, engine, new_files, production, force: bool
     from training import train_and_save
 
     window = _retrain_window(tick, config, production, result.new_data, model_drifted)
-    first_row = 0 if window is None else max(0, len(final) - round(window * (1 - config.test_fraction)))
+    learned = None if window is None else max(window, config.retrain_window_min_rows)
+    first_row = 0 if learned is None else max(0, len(final) - round(learned * (1 - config.test_fraction)))
     with _timed(tick, "training"):
         model, path, sha = train_and_save(final.iloc[first_row:], config, tick.hex)
     with _timed(tick, "evaluation"):
@@ -144,15 +145,15 @@ def _check_drift(tick: Tick, config: Config, engine, production, new_data) -> bo
 
 
 def _retrain_window(tick: Tick, config: Config, production, new_data, model_drifted: bool) -> int | None:
-    """How many of the latest new rows the challenger learns from (None: all of history). After
-    drift, the rows of the batches that showed it (at least retrain_window_min_rows): the new regime,
-    not a small share of everything."""
+    """How many of the latest new rows showed the drift (None: no drift, learn all of history): the
+    rows of the batches the drift test pooled, or this tick's rows for data drift alone. The
+    challenger learns the training part of at least retrain_window_min_rows of them; the gate
+    judges on the held-out part of the window alone: the new regime, not a mix."""
     if production is None or not (model_drifted or tick.data_drifted):
         return None  # the first model, or --force on unchanged data: all of history
-    rows = tick.drift.rows if model_drifted else len(new_data)
-    window = max(rows, config.retrain_window_min_rows)
-    tick.notes.append(f"retraining on the latest {window} new rows (about {1 - config.test_fraction:.0%} of them "
-                      f"train, the rest judge)")
+    window = tick.drift.rows if model_drifted else len(new_data)
+    tick.notes.append(f"retraining on the latest {max(window, config.retrain_window_min_rows)} new rows, "
+                      f"judged on the held-out part of the latest {window}")
     return window
 
 
