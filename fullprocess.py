@@ -170,6 +170,12 @@ def _evaluate(tick: Tick, config: Config, engine, production, model, window: int
         tick.deploy, tick.status = True, "deployed"
         tick.notes.append(f"new model F1 {new.f1:.4f} on {len(held_out)} held-out rows vs no model in production: deployed")
         return new
+    needed = round(config.retrain_window_min_rows * config.test_fraction)
+    if window is not None and len(held_out) < needed:  # no gate row: the drift evidence keeps accumulating
+        tick.status = "kept"
+        tick.notes.append(f"kept: {len(held_out)} held-out rows of the latest {window} new rows are too few to "
+                          f"judge the challenger on the new regime (at least {needed})")
+        return confusion(model, held_out, config)
     with engine.connect() as conn:
         _, old_model = load_production_model(conn, config)
     verdict = gate(model, old_model, held_out, config, after_drift)
