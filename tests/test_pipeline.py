@@ -277,3 +277,18 @@ def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, en
     old = storage.load_model(project.project_dir / table(engine, db.models, db.models.c.hex == first.hex)[0].path,
                              table(engine, db.models, db.models.c.hex == first.hex)[0].sha256)
     assert score_model(serving, fresh, project) > score_model(old, fresh, project) + 0.2
+
+
+def test_a_drift_window_too_small_to_judge_keeps_production_and_the_evidence(sqlite_project, no_report):
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "first.csv", rows=10_000, seed=1)
+    first = run_tick(sqlite_project, engine)
+    ticks = []
+    for number in range(2):
+        add_csv(sqlite_project, f"flipped_{number}.csv", rows=200, seed=5 + number, flip=1.0)
+        ticks.append(run_tick(sqlite_project, engine))
+    engine.dispose()
+    assert [t.status for t in ticks] == ["kept", "kept"]
+    assert all(any("are too few to judge" in note for note in t.notes) for t in ticks)
+    assert "of 2 batch(es) since deployment" in ticks[1].drift.rule  # not restarted by the first kept
+    assert production(engine).hex == first.hex
