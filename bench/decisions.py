@@ -205,6 +205,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1 long run of 30 ticks, 1 short run, 10 change runs")
     parser.add_argument("--json", type=Path, help="also write every run's result to this file")
+    parser.add_argument("--load", type=Path, nargs="+", help="print the tables of results saved with --json "
+                        "(a later file's runs replace an earlier file's runs of the same test, size and change)")
     args = parser.parse_args()
     import config
 
@@ -212,6 +214,8 @@ def main() -> int:
     args.tests = args.tests or list(config.DRIFT_TESTS)
     if args.quick:
         args.long_runs, args.long_ticks, args.short_runs, args.change_runs = 1, 30, 1, 10
+    if args.load:
+        return print_tables(load(args.load), args)
     jobs = plan(args)
     started = time.perf_counter()
     print(f"{len(jobs)} runs, {sum(j['ticks'] + 1 for j in jobs)} ticks, {args.workers} worker(s); default test "
@@ -224,9 +228,25 @@ def main() -> int:
                 print(f"  {len(results)}/{len(jobs)} runs, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     if args.json:
         args.json.write_text(json.dumps(results))
+    print_tables(results, args)
+    print(f"\n{len(jobs)} runs in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def load(paths: list[Path]) -> list[dict]:
+    """Saved runs; a later file's cells (test, size, change) replace the same cells of earlier files."""
+    cells: dict[tuple, list[dict]] = {}
+    for path in paths:
+        fresh: dict[tuple, list[dict]] = {}
+        for run in json.loads(path.read_text()):
+            fresh.setdefault((run["test"], run["rows"], run["scenario"]), []).append(run)
+        cells.update(fresh)
+    return [run for runs in cells.values() for run in runs]
+
+
+def print_tables(results: list[dict], args) -> int:
     for table in (false_alarm_table, detection_table, adaptation_table):
         print("\n".join(["", *table(results, args)]))
-    print(f"\n{len(jobs)} runs in {time.perf_counter() - started:.0f} s")
     return 0
 
 
