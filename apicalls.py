@@ -14,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 
+from config import run_script
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -21,12 +23,15 @@ class ApiError(Exception):
     """The API cannot be reached or refused a call; the message is one line for the operator."""
 
 
-def call(base: str, path: str, body: dict | None = None, timeout: float = 60) -> tuple[int, str, bytes, float]:
+def call(base: str, path: str, body: dict | None = None, timeout: float = 60,
+         token: str | None = None) -> tuple[int, str, bytes, float]:
     """(status, content type, body, seconds) of one call; 4xx/5xx and network failures raise ApiError."""
     data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:  # the API's API_TOKEN
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(  # noqa: S310 (main() accepts http and https URLs only)
-        base + path, data=data, method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json", "Accept": "application/json"})
+        base + path, data=data, method="GET" if body is None else "POST", headers=headers)
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (see above)
@@ -48,26 +53,26 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
 
 
-def call_json(base: str, path: str, body: dict | None = None, timeout: float = 60) -> dict:
+def call_json(base: str, path: str, body: dict | None = None, timeout: float = 60, token: str | None = None) -> dict:
     """The JSON answer of one endpoint."""
-    status, content_type, data, _ = call(base, path, body, timeout)
+    status, content_type, data, _ = call(base, path, body, timeout, token)
     try:
         return json.loads(data)
     except ValueError:
         raise ApiError(f"{path} answered {status} with {content_type}, not JSON") from None
 
 
-def gather(base: str, file_name: str, timeout: float) -> dict:
+def gather(base: str, file_name: str, timeout: float, token: str | None = None) -> dict:
     """Call every endpoint; the answers by endpoint."""
     results = {"health": call_json(base, "/health", timeout=timeout)}  # first: fails fast when the API is down
-    results["prediction"] = call_json(base, "/prediction", {"file_name": file_name}, timeout)
+    results["prediction"] = call_json(base, "/prediction", {"file_name": file_name}, timeout, token)
     for name in ("scoring", "summarystats", "diagnostics"):
-        results[name] = call_json(base, "/" + name, timeout=timeout)
-    results["runs"] = call_json(base, "/runs?limit=10", timeout=timeout)
-    status, content_type, data, _ = call(base, "/", timeout=timeout)
+        results[name] = call_json(base, "/" + name, timeout=timeout, token=token)
+    results["runs"] = call_json(base, "/runs?limit=10", timeout=timeout, token=token)
+    status, content_type, data, _ = call(base, "/", timeout=timeout, token=token)
     results["dashboard"] = f"{status} {content_type}, {len(data):,} bytes"
     try:
-        status, content_type, data, _ = call(base, "/report", timeout=timeout)
+        status, content_type, data, _ = call(base, "/report", timeout=timeout, token=token)
         results["report"] = f"{content_type}, {len(data):,} bytes"
     except ApiError as exc:  # 404 before the first report is an answer, not a failure
         if " answered 404" not in str(exc):
@@ -142,7 +147,7 @@ def _short(text: str | None, width: int = 90) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Call the API and write apireturns.txt; a one-line error and exit 1 when that fails."""
-    from config import PROJECT_DIR, load_config
+    from config import PROJECT_DIR, env_setting, load_config
     from storage import replace_atomically
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.project_dir)
     file_name = config.testdata_csv.relative_to(config.project_dir).as_posix()
     try:
-        text = render(base, file_name, gather(base, file_name, args.timeout))
+        token = env_setting(config.project_dir, "API_TOKEN")  # as the API reads it: environment, else .env
+        text = render(base, file_name, gather(base, file_name, args.timeout, token))
     except ApiError as exc:
         print(f"apicalls: {exc}", file=sys.stderr)
         return 1
@@ -166,4 +172,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

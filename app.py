@@ -7,6 +7,8 @@ the ticks write to the database.
 
 import argparse
 import datetime as dt
+import io
+import json
 import logging
 import math
 import os
@@ -14,17 +16,21 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, abort, current_app, jsonify, request, send_file
+from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+import auth
 import dashboard
 import db
+import deployment
+import openapi
 import serving
 import storage
-from config import PROJECT_DIR, Config, load_config, setup_logging
+from config import PROJECT_DIR, Config, env_setting, load_config, run_script, setup_logging
 from serving import state
 
 log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
 RUNS_DEFAULT, RUNS_MAX = 50, 500
 
 
@@ -37,12 +43,14 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)  # plots come from config.static_path, served by dashboard
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_mb * 1024 * 1024
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
-                              "models": serving.ModelCache(config), "schema_ready": False}
+                              "models": serving.ModelCache(), "schema_ready": False,
+                              "api_token": env_setting(config.project_dir, "API_TOKEN")}
     _ensure_schema(app, at_startup=True)
     _register_errors(app)
+    app.before_request(auth.require_token)  # first: nothing about the database to a client without the token
     app.before_request(_prepare_database)
     app.after_request(_security_headers)
-    _register_api(app)
+    app.register_blueprint(bp)
     app.register_blueprint(dashboard.bp)
     return app
 
@@ -57,11 +65,11 @@ def _ensure_schema(app: Flask, at_startup: bool = False) -> None:
         return
     try:
         db.ensure_schema(ext["engine"])
-    except sa.exc.OperationalError as exc:
-        if not at_startup:
+    except sa.exc.DBAPIError as exc:
+        if not at_startup or not database_trouble(exc):
             raise  # answered 503 by the handler below
-        # The database may come back later: start anyway, /health says what is wrong.
-        log.error("database unreachable at startup: %s", exc)
+        # The database may come back (or be restored) later: start anyway, /health says what is wrong.
+        log.error("database unreachable or unusable at startup: %s", exc)
         return
     except db.SchemaOutOfDate as exc:
         if not at_startup:
@@ -74,8 +82,17 @@ def _ensure_schema(app: Flask, at_startup: bool = False) -> None:
 
 def _prepare_database() -> None:
     """Check the schema for the first request that finds the database reachable; /health reports instead of failing."""
-    if request.endpoint != "health":
+    if request.endpoint != "api.health":
         _ensure_schema(current_app)
+
+
+def database_trouble(exc: sa.exc.DBAPIError) -> str | None:
+    """What to tell a client about a database that cannot be used, or None for an error that is a bug."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):  # down, unreachable, locked, unopenable
+        return "the database is unavailable: it cannot be reached or opened; try again shortly"
+    if type(exc) is sa.exc.DatabaseError:  # SQLite: "file is not a database", "database disk image is malformed"
+        return "the database is unavailable: its file is damaged or is not a database; restore it from a backup"
+    return None
 
 
 def _json_error(status: int, message: str, response=None):
@@ -104,10 +121,9 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(storage.ModelIntegrityError)
     def model_mismatch(exc):
-        # Never unpickled; the next tick restores the production file from its archived copy.
+        # Never unpickled. The message names a model hex, never a server path.
         log.error("refusing to serve the production model: %s", exc)
-        return _json_error(503, "the production model file does not match its recorded checksum; "
-                                "it is not served until it is restored")
+        return _json_error(503, f"the production model is not served: {exc}")
 
     @app.errorhandler(db.SchemaOutOfDate)
     def schema_out_of_date(exc):
@@ -120,10 +136,14 @@ def _register_errors(app: Flask) -> None:
         return _json_error(503, "a file this answer needs cannot be read by the user the API runs as: "
                                 "check the permissions of the project's output folders")
 
-    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.DBAPIError)
     def database_down(exc):
+        message = database_trouble(exc)
+        if message is None:
+            log.exception("database error on %s %s", request.method, request.path)
+            return _json_error(500, "internal server error")
         log.error("database error on %s %s: %s", request.method, request.path, exc)
-        return _json_error(503, "the database is unavailable; try again shortly")
+        return _json_error(503, message)
 
     @app.errorhandler(Exception)
     def internal_error(exc):
@@ -147,10 +167,8 @@ def number(value):
 
 
 def timestamp(value: dt.datetime | None) -> str | None:
-    """ISO 8601 in UTC; SQLite returns the stored UTC times without their zone."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    """ISO 8601 in UTC (the database gives aware UTC times: db.UTCDateTime)."""
+    return None if value is None else value.isoformat()
 
 
 def run_json(row) -> dict:
@@ -159,29 +177,44 @@ def run_json(row) -> dict:
             "finished_at": timestamp(row.finished_at), "status": row.status, "message": row.message}
 
 
+def request_body() -> bytes:
+    """The request body; 413 when it is over the limit, chunked bodies included."""
+    data = request.get_data(cache=True)
+    # Werkzeug cuts a chunked body (no Content-Length) at the limit without a word: reaching it is too large.
+    if request.content_length is None and request.max_content_length is not None \
+            and len(data) >= request.max_content_length:
+        raise RequestEntityTooLarge()
+    return data
+
+
+def request_json():
+    """The request body parsed as JSON; 400 when it is not JSON or nested too deeply to parse."""
+    try:
+        return json.loads(request_body())
+    except ValueError:  # includes bytes that are not UTF-8/16/32 text
+        abort(400, description="the body is not valid JSON")
+    except RecursionError:
+        abort(400, description="the body is not valid JSON: it is nested too deeply")
+
+
 def prediction_frame(config: Config):
     """The rows of a /prediction request: JSON file_name or records, or a text/csv body."""
     if request.mimetype in serving.CSV_TYPES:
-        return serving.frame_from_csv(request.get_data())
+        return serving.frame_from_csv(request_body())
     if not request.is_json:
         abort(415, description="send JSON ({\"file_name\": ...} or {\"records\": [...]}) or a text/csv body")
-    body = request.get_json(silent=True)
-    if body is None:
-        abort(400, description="the body is not valid JSON")
+    body = request_json()
     if not isinstance(body, dict) or len({"file_name", "records"} & body.keys()) != 1:
         abort(400, description="the body must be a JSON object with either file_name or records")
+    if len(body) != 1:  # a misspelt option must not be ignored in silence
+        abort(400, description="the body must hold file_name or records and nothing else")
     if "records" in body:
         return serving.frame_from_records(body["records"], config.features)
     path = serving.resolve_data_file(body["file_name"], config)
     return serving.frame_from_csv(serving.read_data_file(path))
 
 
-def _register_api(app: Flask) -> None:
-    app.add_url_rule("/prediction", view_func=prediction, methods=["POST"])
-    for view in (scoring, summary_stats, diagnostics, runs, health, report):
-        app.add_url_rule("/" + view.__name__.replace("_", ""), view_func=view, methods=["GET"])
-
-
+@bp.post("/prediction")
 def prediction():
     """Predicted labels and churn probabilities for the rows sent."""
     config = state("config")
@@ -192,6 +225,7 @@ def prediction():
     return jsonify(data=labels, probabilities=probabilities, model=model_hex)
 
 
+@bp.get("/scoring")
 def scoring():
     """The production model's F1 on the held-out test data."""
     with state("engine").connect() as conn:
@@ -201,6 +235,7 @@ def scoring():
     return jsonify(data=number(score.f1_score), model=score.model_hex)
 
 
+@bp.get("/summarystats")
 def summary_stats():
     """Mean, median and std of each feature, computed by the run that trained the production model."""
     with state("engine").connect() as conn:
@@ -212,6 +247,7 @@ def summary_stats():
     return jsonify(data=data, model=key.hex)
 
 
+@bp.get("/diagnostics")
 def diagnostics():
     """Missing data and step timings of the latest run that measured them, and outdated packages."""
     with state("engine").connect() as conn:
@@ -223,6 +259,7 @@ def diagnostics():
                    outdated_packages=[[r.package, r.installed, r.latest] for r in packages])
 
 
+@bp.get("/runs")
 def runs():
     """The newest runs first; ?limit=N (default 50, at most 500)."""
     limit = request.args.get("limit", str(RUNS_DEFAULT))
@@ -233,6 +270,42 @@ def runs():
     return jsonify(data=[run_json(r) for r in rows])
 
 
+@bp.get("/models")
+def models():
+    """Every recorded model, newest first: its scores, what it was trained on, and when it was in production."""
+    with state("engine").connect() as conn:
+        records = deployment.list_models(conn)
+    production = next((r.hex for r in records if r.in_production), None)
+    return jsonify(data=[model_json(r) for r in records], production=production)
+
+
+def model_json(record) -> dict:
+    """A deployment.ModelRecord as the API shows it."""
+    periods = [{"deployed_at": timestamp(p.deployed_at), "until": timestamp(p.until), "decided_by": p.decided_by,
+                "reason": p.reason, "run": p.run} for p in record.periods]
+    return {"hex": record.hex, "trained_at": timestamp(record.trained_at), "train_rows": record.train_rows,
+            "f1_score": number(record.f1_score), "trained_on": record.trained_on,
+            "in_production": record.in_production, "periods": periods}
+
+
+@bp.get("/apireturns")
+def api_returns():
+    """Where a client writes its report of the API's answers: apireturns_path as configured, relative, as plain text."""
+    config = state("config")
+    try:
+        path = config.apireturns_path.relative_to(config.project_dir).as_posix()
+    except ValueError:  # configured outside the project: its name alone, never a server path
+        path = config.apireturns_path.name
+    return path, 200, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The API's OpenAPI 3 document, as this server runs (with or without API_TOKEN)."""
+    return jsonify(openapi.document(state("config").features, auth=state("api_token") is not None))
+
+
+@bp.get("/health")
 def health():
     """Database and model state; 503 when the database cannot be reached."""
     try:
@@ -241,13 +314,19 @@ def health():
             model = db.production_model(conn)
             last = db.recent_runs(conn, 1)
             model_json = None if model is None else model_health(conn, model)
-    except sa.exc.OperationalError as exc:  # the point of a health check: say so, do not fail
-        log.error("health: database unreachable: %s", exc)
-        return jsonify(status="error", database="unreachable", error="the database is unavailable"), 503
+    except sa.exc.DBAPIError as exc:  # the point of a health check: say so, do not fail
+        message = database_trouble(exc)
+        if message is None:
+            raise
+        log.error("health: database unusable: %s", exc)
+        return jsonify(status="error", database="unavailable", error=message), 503
     except db.SchemaOutOfDate as exc:
         return jsonify(status="error", database="out of date", error=str(exc)), 503
     status = "ok" if model_json is None or model_json["file"] == "ok" else "degraded"
-    return jsonify(status=status, database="ok", model=model_json, last_run=run_json(last[0]) if last else None)
+    stalled = serving.stalled_run(last[0] if last else None, state("config").tick_timeout_seconds)
+    extra = {"stalled": stalled} if stalled else {}
+    return jsonify(status="degraded" if stalled else status, database="ok", model=model_json,
+                   last_run=run_json(last[0]) if last else None, **extra)
 
 
 def model_health(conn, model) -> dict:
@@ -255,22 +334,21 @@ def model_health(conn, model) -> dict:
     try:
         state("models").get(conn)
         file_state = "ok"
-    except storage.ModelIntegrityError:  # reported, not raised: /health describes, /prediction refuses
-        log.error("health: the production model file does not match model %s", model.hex)
-        file_state = "does not match its recorded checksum"
-    except storage.UnreadableFile:
-        log.error("health: the production model file of model %s cannot be read by this user", model.hex)
-        file_state = "cannot be read by the user the API runs as"
+    except storage.ModelIntegrityError as exc:  # reported, not raised: /health describes, /prediction refuses
+        log.error("health: %s", exc)
+        file_state = "does not match its recorded checksum" if "sha256" in str(exc) else "missing from the database"
     return {"hex": model.hex, "f1_score": number(model.f1_score), "deployed_at": timestamp(model.deployed_at),
             "train_rows": model.train_rows, "file": file_state}
 
 
+@bp.get("/report")
 def report():
     """The newest PDF report."""
-    path = serving.latest_report(state("config"))
-    if path is None:
+    with state("engine").connect() as conn:
+        stored = db.artifact(conn, "report")
+    if stored is None:
         abort(404, description="no report yet: reports are written by ticks that ingest new data")
-    return send_file(path, mimetype="application/pdf", download_name=path.name)
+    return send_file(io.BytesIO(stored.data), mimetype="application/pdf", download_name=f"report_{stored.hex}.pdf")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,4 +364,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -42,7 +42,9 @@ class Config:
     gate_confidence: float  # one-sided confidence of the gate's paired comparison
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
+    keep_reports: int  # report PDFs kept in the database (the newest); the files in reports/ stay
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
+    tick_timeout_seconds: int  # a tick running longer fails (and /health reports a run running longer)
 
     @property
     def finaldata_csv(self) -> Path:
@@ -73,13 +75,19 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
-    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
-    url = os.environ.get("DATABASE_URL")
-    if not url and (project_dir / ".env").is_file():
+def env_setting(project_dir: Path, name: str) -> str | None:
+    """A setting from the environment, else from project_dir/.env (never committed), else None; empty is unset."""
+    value = os.environ.get(name)
+    if not value and (project_dir / ".env").is_file():
         from dotenv import dotenv_values  # only when there is a .env to read
 
-        url = dotenv_values(project_dir / ".env").get("DATABASE_URL")
+        value = dotenv_values(project_dir / ".env").get(name)
+    return value or None
+
+
+def database_url_from_env(project_dir: Path, sqlite_path: Path) -> str:
+    """DATABASE_URL from the environment, else from project_dir/.env, else the SQLite file."""
+    url = env_setting(project_dir, "DATABASE_URL")
     return normalize_database_url(url) if url else f"sqlite:///{sqlite_path}"
 
 
@@ -118,22 +126,46 @@ def _check_ranges(raw: dict) -> None:
 
 
 def setup_logging(level: int = 20) -> None:
-    """Log to stderr once per entry point; cron's wrapper appends it to the log file."""
+    """Log to stderr once per entry point; cron's wrapper appends it to the log file. Each line
+    names its process (name[pid], as syslog does): gunicorn's workers share one log."""
     import logging
 
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying what went wrong, for runs.message (which the API serves) and for stderr:
+    no server path and no SQL in it (the log keeps the details)."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror or exc}: {os.path.basename(exc.filename)}"
+    elif isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]  # the driver's words, not the SQL
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """What a script can meet without a bug: bad input or config, files, model files, no terminal to
+    answer, and a database that is unreachable, damaged or refuses (or a DATABASE_URL that is not one)."""
+    import sqlalchemy.exc
+
+    return (LookupError, ValueError, OSError, RuntimeError, EOFError,
+            sqlalchemy.exc.DBAPIError, sqlalchemy.exc.ArgumentError)
 
 
 def run_script(main) -> int:
-    """Run a script's main(): trouble with input, files, models or the database is one line on
-    stderr and exit code 1 (the run is already recorded as failed); a bug keeps its traceback."""
+    """Run a script's main(), the one way every script ends: an expected failure is one line on
+    stderr and exit code 1 (a recorded run is already marked failed); a bug raises, so its
+    traceback reaches the log."""
     import logging
     import sys
 
-    from sqlalchemy.exc import OperationalError
-
     try:
         return main()
-    except (LookupError, ValueError, OSError, RuntimeError, OperationalError) as exc:
-        logging.getLogger(Path(sys.argv[0]).name).error("%s: %s", type(exc).__name__, str(exc).splitlines()[0])
+    except expected_errors() as exc:
+        setup_logging()  # main() may have failed before it set logging up
+        logging.getLogger(Path(sys.argv[0]).name).error("%s", describe_error(exc))
         return 1

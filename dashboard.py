@@ -1,19 +1,24 @@
-"""The dashboard (GET /) and the plots it shows, served from config.static_path only."""
+"""The dashboard (GET /) and its charts, drawn from the database at request time: a replica on any
+host, with no files of the tick's, shows what the tick's host shows."""
 
 import datetime as dt
-import re
+import io
+import threading
 
 from flask import Blueprint, abort, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 
 import db
+import deployment
 import plots
-from serving import latest_report, state
+from serving import state
 
 bp = Blueprint("dashboard", __name__)
-PLOT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.png")
 STATUS_TONES = {"deployed": "good", "no_drift": "good", "done": "neutral", "no_new_data": "neutral",
                 "kept": "info", "running": "warn", "failed": "bad"}
+CACHED_CHARTS = 64  # PNGs kept per process: a few versions of every chart
+_charts: dict[tuple[str, str], bytes] = {}
+_drawing = threading.Lock()  # matplotlib's rc settings are global: one chart at a time per process
 
 
 @bp.get("/")
@@ -22,49 +27,51 @@ def index():
     config = state("config")
     with state("engine").connect() as conn:
         model = db.production_model(conn)
+        version = db.data_version(conn)
         context = {
             "model": model,
             "runs": db.recent_runs(conn, 25),
             "last_check": next((r for r in db.f1_history(conn, 50) if r.dataset == "newdata"), None),
             "quarantined": db.quarantined_files(conn, 50),
             "file_counts": db.file_counts(conn),
+            # Both from the run that trained the production model: one data set, not two ticks' worth.
             "stats": db.run_rows(conn, db.feature_stats, model.hex) if model else [],
-            "missing": {r.feature: r.percentage for r in db.latest_run_rows(conn, db.missing_data)},
+            "missing": {r.feature: r.percentage for r in db.run_rows(conn, db.missing_data, model.hex)} if model else {},
             "timing": db.latest_run_rows(conn, db.script_timing),
             "drift": db.latest_run_rows(conn, db.data_drift),
-            "outdated": _outdated_packages(conn),
+            "outdated": db.latest_run_rows(conn, db.outdated_packages),
+            "report": db.artifact_hex(conn, "report"),
+            "has_confusion": db.artifact_hex(conn, "confusion") is not None,
+            "models": deployment.list_models(conn),
         }
-    report = latest_report(config)
-    return render_template("dashboard.html", **context, plots=_plots(config), features=config.features,
-                           report=report.name if report else None, tones=STATUS_TONES, now=db.now())
+    charts = {name: url_for("dashboard.chart", name=name, v=version) for name in plots.chart_files(config.features)}
+    if not context["has_confusion"]:
+        charts["confusionmatrix"] = None  # drawn once a report has computed it: an empty state, not a broken image
+    return render_template("dashboard.html", **context, plots=charts, features=config.features,
+                           tones=STATUS_TONES, now=db.now())
 
 
-@bp.get("/plots/<name>")
-def plot(name: str):
-    """A PNG written by reporting.py; nothing outside the plot folder, and nothing but PNGs."""
-    folder = state("config").static_path.resolve()
-    path = (folder / name).resolve() if PLOT_NAME.fullmatch(name) else None
-    if path is None or path.parent != folder or not path.is_file():
-        abort(404, description="no such plot")
-    # The dashboard links each plot with its mtime, so a versioned URL may be cached for long.
-    return send_file(path, mimetype="image/png", max_age=86400 if "v" in request.args else 0)
+@bp.get("/charts/<name>.png")
+def chart(name: str):
+    """One chart as a PNG, drawn from the database and kept per data version (?v= from the page)."""
+    import reporting
 
-
-def _outdated_packages(conn) -> list:
-    return db.latest_run_rows(conn, db.outdated_packages)
-
-
-def _plots(config) -> dict[str, str | None]:
-    """URL (with a version that changes when the file does) of each plot reporting.py draws, None when absent."""
-    names = {"f1": "f1.png", "confusionmatrix": "confusionmatrix.png", "timing": "timing.png"}
-    names.update({feature: plots.file_name(feature) for feature in config.features})
-    urls = {}
-    for key, name in names.items():
-        try:
-            urls[key] = url_for("dashboard.plot", name=name, v=(config.static_path / name).stat().st_mtime_ns)
-        except FileNotFoundError:  # not drawn yet: the template shows an empty state, not a broken image
-            urls[key] = None
-    return urls
+    if name not in plots.chart_files(state("config").features):
+        abort(404, description="no such chart")
+    with state("engine").connect() as conn:
+        version = db.data_version(conn)
+        png = _charts.get((name, version))
+        if png is None:
+            with _drawing:
+                png = reporting.chart(name, conn)
+            if png is None:
+                abort(404, description="no such chart yet: a report computes the confusion matrix")
+            if len(_charts) >= CACHED_CHARTS:
+                _charts.clear()
+            _charts[(name, version)] = png
+    # The page links each chart with the data version it shows, so such a URL may be cached for long.
+    cacheable = request.args.get("v") == version
+    return send_file(io.BytesIO(png), mimetype="image/png", max_age=86400 if cacheable else 0)
 
 
 @bp.app_template_filter("breakable")
@@ -78,8 +85,16 @@ def when(value: dt.datetime | None) -> str:
     """A stored time as 'YYYY-MM-DD HH:MM UTC'."""
     if value is None:
         return "—"
-    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite drops the (UTC) zone
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return value.strftime("%Y-%m-%d %H:%M UTC")  # stored times come back in UTC (db.UTCDateTime)
+
+
+@bp.app_template_filter("period")
+def period(span) -> str:
+    """'start → end' of a deployment.Period, the end without its date when it is the same day."""
+    end = "now" if span.until is None else when(span.until)
+    if end[:10] == when(span.deployed_at)[:10]:
+        end = end[11:]
+    return f"{when(span.deployed_at)} → {end}"
 
 
 @bp.app_template_filter("duration")

@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pandas as pd
 
+from config import run_script
+
 COLUMNS = ["corporation", "lastmonth_activity", "lastyear_activity", "number_of_employees", "exited"]
 RULES = ("logistic", "bands")
 
@@ -93,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

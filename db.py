@@ -12,16 +12,38 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
+from config import describe_error
+
 log = logging.getLogger(__name__)
 metadata = sa.MetaData()
+MESSAGE_CHARS = 4000  # runs.message is served by /health and /runs: bounded, whatever a file holds
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """DateTime(timezone=True) that gives back aware UTC datetimes on every database: SQLite
+    stores no zone (its values are naive UTC) and PostgreSQL answers in the session's zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored as UTC: {value}")
+        return None if value is None else value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
 
 runs = sa.Table(
     "runs", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("hex", sa.String(32), nullable=False, unique=True),
     sa.Column("command", sa.String(40), nullable=False),  # fullprocess.py, or a step run alone
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("message", sa.Text),
 )
@@ -93,7 +115,7 @@ models = sa.Table(
     # What it learned: rows train_first_row .. train_first_row + train_rows - 1 of finaldata.csv (0-based,
     # in arrival order): 0 for all of history, later for the recent window a drift retrain uses.
     sa.Column("train_first_row", sa.Integer),
-    sa.Column("deployed_at", sa.DateTime(timezone=True)),
+    sa.Column("deployed_at", UTCDateTime),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
     # Confusion counts behind f1_score on the held-out rows: the model's drift reference, with its
     # standard error (NULL in rows written before they were kept).
@@ -101,6 +123,28 @@ models = sa.Table(
     sa.Column("fp", sa.Integer),
     sa.Column("fn", sa.Integer),
     sa.Column("tn", sa.Integer),
+)
+
+deployments = sa.Table(
+    "deployments", metadata,  # one row each time a model went into production: a rollback adds another
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_hex", sa.String(32), nullable=False, index=True),
+    sa.Column("hex", sa.String(32), nullable=False, index=True),  # the run that deployed it
+    sa.Column("deployed_at", UTCDateTime, nullable=False),
+    sa.Column("decided_by", sa.String(40), nullable=False),  # fullprocess.py | deployment.py
+    sa.Column("reason", sa.Text),
+)
+
+artifacts = sa.Table(
+    "artifacts", metadata,  # what the API needs besides rows: it reads only the database (any host, any replica)
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # model | reference | report | confusion (ARTIFACT_KINDS)
+    sa.Column("hex", sa.String(32), nullable=False),  # the model's hex (model, reference) or the run's (report, confusion)
+    sa.Column("sha256", sa.String(64), nullable=False),  # checked before a model is unpickled
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("kind", "hex", name="uq_artifacts_kind_hex"),
 )
 
 data_drift = sa.Table(
@@ -128,7 +172,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0002"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0006"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
@@ -250,10 +294,16 @@ def start_run(conn: sa.Connection, hex_id: str, command: str) -> None:
     conn.execute(runs.insert().values(hex=hex_id, command=command, started_at=now(), status="running"))
 
 
+def bounded(text: str | None, limit: int | None = None) -> str | None:
+    """A message cut to MESSAGE_CHARS: /health, /runs and the dashboard serve it."""
+    limit = limit or MESSAGE_CHARS
+    return text if text is None or len(text) <= limit else text[:limit - 30] + f"... ({len(text):,} characters)"
+
+
 def finish_run(conn: sa.Connection, hex_id: str, status: str, message: str = "") -> None:
     conn.execute(
         runs.update().where(runs.c.hex == hex_id)
-        .values(status=status, message=message, finished_at=now())
+        .values(status=status, message=bounded(message), finished_at=now())
     )
 
 
@@ -278,6 +328,27 @@ def known_files(conn: sa.Connection) -> tuple[set[str], dict[tuple[str, int, int
 def record_files(conn: sa.Connection, hex_id: str, records: list[dict]) -> None:
     if records:
         conn.execute(ingested_files.insert(), [{**r, "hex": hex_id} for r in records])
+
+
+def ingestion_history(conn: sa.Connection) -> tuple[int, int, frozenset[str]]:
+    """(rows the ingested files added, how many files, the runs that recorded them): the data sets
+    must hold at least those rows (datafiles.History)."""
+    ingested = ingested_files.c.status == "ingested"
+    rows, files = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ingested_files.c.rows), 0),
+                                         sa.func.count()).where(ingested)).one()
+    hexes = conn.execute(sa.select(ingested_files.c.hex).where(ingested).distinct()).scalars()
+    return int(rows), int(files), frozenset(hexes)
+
+
+def ingested_records(conn: sa.Connection) -> list:
+    """The ingested files, in the order they were ingested (what a rebuild reads again)."""
+    query = sa.select(ingested_files).where(ingested_files.c.status == "ingested").order_by(ingested_files.c.id)
+    return conn.execute(query).all()
+
+
+def set_file_rows(conn: sa.Connection, record_id: int, rows: int, error: str | None = None) -> None:
+    """What an ingested file adds to the data sets, as found by a rebuild."""
+    conn.execute(ingested_files.update().where(ingested_files.c.id == record_id).values(rows=rows, error=error))
 
 
 # --- models and scores ----------------------------------------------------------------------
@@ -317,28 +388,29 @@ def record_model(conn: sa.Connection, hex_id: str, path: str, sha256: str, score
                                          "is_production": False, **(counts or {})}))
 
 
-def set_production(conn: sa.Connection, hex_id: str, run_hex: str) -> None:
-    """Make a recorded model production: models and f1 flags flip in the caller's transaction."""
-    row = conn.execute(sa.select(models).where(models.c.hex == hex_id)).one()
+def get_model(conn: sa.Connection, hex_id: str):
+    """The models row of one model, or None."""
+    return conn.execute(sa.select(models).where(models.c.hex == hex_id)).first()
+
+
+def model_to_deploy(conn: sa.Connection, hex_id: str | None = None) -> str | None:
+    """hex_id if that model is recorded, else (no hex_id) the newest model not in production; None if none."""
+    query = sa.select(models.c.hex).order_by(models.c.id.desc())
+    return conn.execute(query.where(models.c.hex == hex_id) if hex_id else query.where(~models.c.is_production)).scalar()
+
+
+def set_production(conn: sa.Connection, hex_id: str, run_hex: str, decided_by: str, reason: str | None) -> None:
+    """Make a recorded model production: models and f1 flags flip and the deployment is logged, in the
+    caller's transaction."""
+    row = get_model(conn, hex_id)
+    deployed_at = now()
     conn.execute(models.update().where(models.c.is_production).values(is_production=False))
     conn.execute(f1.update().where(f1.c.is_production).values(is_production=False))
-    conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=now()))
+    conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=deployed_at))
     conn.execute(f1.insert().values({"hex": run_hex, "model_hex": hex_id, "f1_score": row.f1_score, "dataset": "testdata",
                                      "is_production": True, **{c: getattr(row, c) for c in COUNTS}}))
-
-
-def describe_error(exc: BaseException) -> str:
-    """The reason for runs.message, which the API serves: no server path and no SQL in it
-    (the log keeps the details)."""
-    import os
-
-    if isinstance(exc, OSError) and exc.filename:
-        text = f"{exc.strerror or exc}: {os.path.basename(exc.filename)}"
-    elif isinstance(exc, sa.exc.SQLAlchemyError):
-        text = "database error: " + str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    else:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:2000]
+    conn.execute(deployments.insert().values(model_hex=hex_id, hex=run_hex, deployed_at=deployed_at,
+                                             decided_by=decided_by, reason=reason))
 
 
 @contextmanager
@@ -360,6 +432,54 @@ def recorded_run(engine: sa.Engine, command: str) -> Iterator[str]:
         with engine.begin() as conn:
             finish_run(conn, hex_id, "failed", describe_error(exc))
         raise
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+ARTIFACT_KINDS = ("model", "reference", "report", "confusion")  # pickle, gzipped CSV, PDF, JSON
+
+
+def store_artifact(conn: sa.Connection, kind: str, hex_id: str, data: bytes) -> str:
+    """Keep bytes in the database (replacing those of the same kind and hex); their sha256."""
+    import hashlib
+
+    if kind not in ARTIFACT_KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    sha = hashlib.sha256(data).hexdigest()
+    conn.execute(artifacts.delete().where(artifacts.c.kind == kind, artifacts.c.hex == hex_id))
+    conn.execute(artifacts.insert().values(kind=kind, hex=hex_id, sha256=sha, size=len(data), data=data, created_at=now()))
+    return sha
+
+
+def artifact(conn: sa.Connection, kind: str, hex_id: str | None = None):
+    """(hex, sha256, data, created_at) of one artifact, the newest of its kind without hex; None if absent."""
+    query = sa.select(artifacts.c.hex, artifacts.c.sha256, artifacts.c.data, artifacts.c.created_at).where(
+        artifacts.c.kind == kind)
+    query = query.where(artifacts.c.hex == hex_id) if hex_id else query.order_by(artifacts.c.id.desc()).limit(1)
+    return conn.execute(query).first()
+
+
+def artifact_hex(conn: sa.Connection, kind: str) -> str | None:
+    """The hex of the newest artifact of a kind (without reading its bytes), or None."""
+    query = sa.select(artifacts.c.hex).where(artifacts.c.kind == kind).order_by(artifacts.c.id.desc()).limit(1)
+    return conn.execute(query).scalar()
+
+
+def data_version(conn: sa.Connection) -> str:
+    """Changes whenever a run starts or finishes or an artifact is stored: what the dashboard's charts show."""
+    finished = sa.select(sa.func.count()).select_from(runs).where(runs.c.finished_at.is_not(None)).scalar_subquery()
+    newest = sa.select(sa.func.max(runs.c.id), finished, sa.select(sa.func.max(artifacts.c.id)).scalar_subquery())
+    return "-".join(str(value or 0) for value in conn.execute(newest).one())
+
+
+def prune_reports(conn: sa.Connection, keep: int) -> int:
+    """Delete all but the newest `keep` report PDFs (and their confusion matrices); how many went."""
+    newest = sa.select(artifacts.c.id).where(artifacts.c.kind == "report").order_by(artifacts.c.id.desc()).limit(keep)
+    old = conn.execute(sa.select(artifacts.c.hex).where(artifacts.c.kind == "report", artifacts.c.id.not_in(newest)))
+    hexes = list(old.scalars())
+    if hexes:
+        conn.execute(artifacts.delete().where(artifacts.c.kind.in_(("report", "confusion")), artifacts.c.hex.in_(hexes)))
+    return len(hexes)
 
 
 # --- API and dashboard queries (app.py, dashboard.py): read-only ------------------------------
@@ -422,6 +542,12 @@ WORK_STATUSES = ("no_drift", "deployed", "kept")  # ticks that ingested rows: th
 DIAGNOSTIC_TABLES = {t.name: t for t in (feature_stats, missing_data, data_drift, outdated_packages)}
 
 
+def record_timing(conn: sa.Connection, hex_id: str, seconds: dict[str, float]) -> None:
+    """Seconds each step script (ingestion.py, training.py) took in one run."""
+    if seconds:
+        conn.execute(script_timing.insert(), [{"file": f, "timing": t, "hex": hex_id} for f, t in seconds.items()])
+
+
 def record_diagnostics(conn: sa.Connection, hex_id: str, diagnostics: dict[str, list[dict]]) -> None:
     """Insert a tick's diagnostics rows, keyed by table name, each tagged with the tick's hex."""
     for name, rows in diagnostics.items():
@@ -432,7 +558,8 @@ def record_diagnostics(conn: sa.Connection, hex_id: str, diagnostics: dict[str, 
 def append_run_message(conn: sa.Connection, hex_id: str, text: str) -> None:
     """Add a note to a finished run's message without touching its status."""
     message = conn.execute(sa.select(runs.c.message).where(runs.c.hex == hex_id)).scalar()
-    conn.execute(runs.update().where(runs.c.hex == hex_id).values(message="; ".join(filter(None, [message, text]))))
+    message = bounded("; ".join(filter(None, [message, text])))
+    conn.execute(runs.update().where(runs.c.hex == hex_id).values(message=message))
 
 
 def get_run(conn: sa.Connection, hex_id: str):
@@ -440,10 +567,13 @@ def get_run(conn: sa.Connection, hex_id: str):
     return conn.execute(sa.select(runs).where(runs.c.hex == hex_id)).first()
 
 
-def latest_work_run(conn: sa.Connection):
-    """The newest tick that ingested rows (the one the latest report is about), or None."""
-    query = (sa.select(runs).where(runs.c.command == "fullprocess.py", runs.c.status.in_(WORK_STATUSES))
-             .order_by(runs.c.id.desc()).limit(1))
+def latest_work_run(conn: sa.Connection, training_runs: bool = False):
+    """The newest tick that ingested rows (the one the latest report is about), or None;
+    training_runs: or training.py run alone, which records the same statistics."""
+    work = (runs.c.command == "fullprocess.py") & runs.c.status.in_(WORK_STATUSES)
+    if training_runs:
+        work = work | ((runs.c.command == "training.py") & (runs.c.status == "done"))
+    query = sa.select(runs).where(work).order_by(runs.c.id.desc()).limit(1)
     return conn.execute(query).first()
 
 
@@ -453,8 +583,16 @@ def history(conn: sa.Connection, table: sa.Table, limit: int | None = None) -> l
     return list(reversed(conn.execute(query.limit(limit)).all()))
 
 
-def deployments(conn: sa.Connection) -> list:
-    """Models that have been deployed, with their F1 on the test data, in order of deployment."""
+def deployed_models(conn: sa.Connection) -> list:
+    """Models that have been deployed, with their F1 on the test data, in order of (latest) deployment."""
     query = sa.select(models).where(models.c.deployed_at.is_not(None)).order_by(models.c.deployed_at)
     return conn.execute(query).all()
+
+
+def model_records(conn: sa.Connection) -> tuple[list, list]:
+    """Every models row with the start of the run that trained it (trained_at), newest first; and every
+    deployments row, oldest first."""
+    query = (sa.select(models, runs.c.started_at.label("trained_at"))
+             .join(runs, runs.c.hex == models.c.hex, isouter=True).order_by(models.c.id.desc()))
+    return conn.execute(query).all(), conn.execute(sa.select(deployments).order_by(deployments.c.id)).all()
 

@@ -2,8 +2,10 @@
 flags flip in the caller's transaction, so production is always one complete model."""
 
 import argparse
+import datetime as dt
 import logging
 import sys
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -14,26 +16,96 @@ from config import Config, run_script
 log = logging.getLogger(__name__)
 
 
-def _copy_verified(config: Config, row) -> None:
-    """Copy a recorded model to the production file, checking its sha256 first."""
+def _copy_verified(conn: sa.Connection, config: Config, row) -> None:
+    """Copy a recorded model to the production file, checking its sha256 first; its bytes come from
+    the archived copy in models/, or from the database where this host has no such file."""
     try:
         data = (config.project_dir / row.path).read_bytes()
     except FileNotFoundError as exc:
-        raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
+        stored = db.artifact(conn, "model", row.hex)
+        if stored is None:
+            raise storage.ModelIntegrityError(f"{row.path}, the archived copy of model {row.hex}, is missing") from exc
+        data = stored.data
     if storage.sha256_bytes(data) != row.sha256:
         raise storage.ModelIntegrityError(f"{row.path} does not match the sha256 recorded for model {row.hex}")
     storage.replace_atomically(config.production_model, lambda handle: handle.write(data))
 
 
-def deploy_model(conn: sa.Connection, config: Config, model_hex: str, run_hex: str) -> None:
-    """Make a recorded model production: file first, then the flags (committed by the caller).
+def deploy_model(conn: sa.Connection, config: Config, model_hex: str, run_hex: str,
+                 decided_by: str, reason: str | None = None) -> None:
+    """Make a recorded model production: file first, then the flags and the deployments row
+    (committed by the caller). If the transaction never commits, restore_production_file puts
+    the old model back."""
+    row = db.get_model(conn, model_hex)
+    if row is None:
+        raise LookupError(f"no model {model_hex}")
+    _copy_verified(conn, config, row)
+    db.set_production(conn, model_hex, run_hex, decided_by, reason)
+    log.info("deployed model %s (F1 %.4f) by %s: %s", model_hex, row.f1_score, decided_by, reason or "no reason given")
 
-    If the transaction never commits, restore_production_file puts the old model back.
-    """
-    row = conn.execute(sa.select(db.models).where(db.models.c.hex == model_hex)).one()
-    _copy_verified(config, row)
-    db.set_production(conn, model_hex, run_hex)
-    log.info("deployed model %s (F1 %.4f)", model_hex, row.f1_score)
+
+@dataclass(frozen=True)
+class Period:
+    """One stretch of time a model was in production."""
+
+    deployed_at: dt.datetime
+    until: dt.datetime | None  # None: still in production
+    decided_by: str  # fullprocess.py | deployment.py
+    reason: str | None
+    run: str  # hex of the run that deployed it
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A recorded model as --list, GET /models and the dashboard show it."""
+
+    hex: str
+    trained_at: dt.datetime | None  # start of the run that trained it
+    train_rows: int | None
+    f1_score: float  # on the held-out test data
+    trained_on: str
+    in_production: bool
+    periods: tuple[Period, ...]
+
+
+def list_models(conn: sa.Connection) -> list[ModelRecord]:
+    """Every recorded model, newest first, with each period it was in production."""
+    rows, log_rows = db.model_records(conn)
+    ends = [later.deployed_at for later in log_rows[1:]] + [None] * bool(log_rows)  # a deployment ends the one before
+    periods: dict[str, list[Period]] = {}
+    for entry, until in zip(log_rows, ends, strict=True):
+        periods.setdefault(entry.model_hex, []).append(
+            Period(entry.deployed_at, until, entry.decided_by, entry.reason, entry.hex))
+    return [ModelRecord(row.hex, row.trained_at, row.train_rows, row.f1_score, _trained_on(row), row.is_production,
+                        tuple(periods.get(row.hex, ()))) for row in rows]
+
+
+def _trained_on(row) -> str:
+    """What the model was trained on: its recorded window when the models table has one, else its rows."""
+    recorded = row._mapping.get("trained_on")
+    if recorded:
+        return recorded
+    return "all data ingested until then" + (f" ({row.train_rows:,} rows)" if row.train_rows is not None else "")
+
+
+def render_models(records: list[ModelRecord]) -> str:
+    """The text of --list: one line per model, one indented line per period in production."""
+    if not records:
+        return "no model recorded yet: run fullprocess.py or training.py"
+    when = "{:%Y-%m-%d %H:%M:%S}".format
+    lines = [f"{'':2}{'model':<18}{'trained (UTC)':<21}{'rows':>9}{'F1':>8}  trained on"]
+    for record in records:
+        trained = when(record.trained_at) if record.trained_at else "-"
+        rows = f"{record.train_rows:,}" if record.train_rows is not None else "-"
+        lines.append(f"{'*' if record.in_production else '':2}{record.hex:<18}{trained:<21}{rows:>9}"
+                     f"{record.f1_score:>8.4f}  {record.trained_on}")
+        for period in record.periods:
+            until = when(period.until) if period.until else "now"
+            lines.append(f"{'':6}in production {when(period.deployed_at)} to {until}, deployed by "
+                         f"{period.decided_by} (run {period.run}): {period.reason or 'no reason given'}")
+    production = next((r.hex for r in records if r.in_production), None)
+    lines.append(f"* in production now: {production}" if production else "no model is in production")
+    return "\n".join(lines)
 
 
 def restore_production_file(conn: sa.Connection, config: Config) -> bool:
@@ -43,29 +115,35 @@ def restore_production_file(conn: sa.Connection, config: Config) -> bool:
                        and storage.sha256_file(config.production_model) == row.sha256):
         return False
     log.warning("production model file does not match model %s: restoring it from %s", row.hex, row.path)
-    _copy_verified(config, row)
+    _copy_verified(conn, config, row)
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Deploy a trained model: the newest one not in production, or --model HEX."""
+    """Deploy a trained model: the newest one not in production, or --model HEX (a rollback); --list shows them all."""
     from config import load_config, setup_logging
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", help="hex id of the model to deploy (default: the newest trained)")
+    parser.add_argument("--reason", help="why, recorded with the deployment (default: 'deployed by hand')")
+    parser.add_argument("--list", action="store_true", help="list every recorded model and when it was in production")
     args = parser.parse_args(argv)
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
+    if args.list:
+        db.ensure_schema(engine)
+        with engine.connect() as conn:
+            print(render_models(list_models(conn)))
+        return 0
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
         with engine.begin() as conn:
-            query = sa.select(db.models.c.hex).order_by(db.models.c.id.desc())
-            query = query.where(db.models.c.hex == args.model) if args.model else query.where(~db.models.c.is_production)
-            model_hex = conn.execute(query).scalar()
+            model_hex = db.model_to_deploy(conn, args.model)
             if model_hex is None:
                 raise LookupError(f"no model {args.model}" if args.model else "no trained model to deploy: run training.py first")
-            deploy_model(conn, config, model_hex, run_hex)
-            db.finish_run(conn, run_hex, "deployed", f"model {model_hex} deployed by deployment.py")
+            reason = args.reason or "deployed by hand"
+            deploy_model(conn, config, model_hex, run_hex, "deployment.py", reason)
+            db.finish_run(conn, run_hex, "deployed", f"model {model_hex} deployed by deployment.py: {reason}")
     print(f"model {model_hex} is now in production at {config.production_model}")
     return 0
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import db
-from config import Config
+from config import Config, run_script
 
 log = logging.getLogger(__name__)
 PSI_EPSILON = 1e-4  # share given to an empty bin, so that PSI stays finite
@@ -57,6 +57,11 @@ def dataframe_summary(frame, config: Config) -> list[dict]:
 def missing_data(frame, config: Config) -> list[dict]:
     """Fraction (0 to 1) of missing values in every column: ids, features and label."""
     return [{"feature": c, "percentage": float(frame[c].isna().mean()) if len(frame) else 0.0} for c in config.columns]
+
+
+def training_data(frame, config: Config) -> dict[str, list[dict]]:
+    """Rows for db.record_diagnostics describing the data a model trains on: feature statistics and missing data."""
+    return {"feature_stats": dataframe_summary(frame, config), "missing_data": missing_data(frame, config)}
 
 
 def execution_time(conn, run_hex: str | None = None) -> list[dict]:
@@ -188,8 +193,7 @@ def tick_diagnostics(config: Config, new_data, final, production_hex: str | None
         packages = pool.submit(outdated_packages, config)  # pip mostly waits on the network: overlap it
         reference = training_reference(config, production_hex) if production_hex else None
         return {
-            "feature_stats": dataframe_summary(final, config),
-            "missing_data": missing_data(final, config),
+            **training_data(final, config),
             "data_drift": [] if reference is None else data_drift(new_data, reference, config),
             "outdated_packages": packages.result(),
         }
@@ -270,16 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     with engine.connect() as conn:
         production = db.production_model(conn)
     if production is None and args.what != "outdated":
-        print("error: no model is deployed yet: run fullprocess.py first", file=sys.stderr)
-        return 1
-    try:
-        for what in [args.what] if args.what else SHOW:
-            SHOW[what](config, engine)
-    except (OSError, LookupError, ValueError, RuntimeError) as exc:  # e.g. a model file that does not match
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise LookupError("no model is deployed yet: run fullprocess.py first")
+    for what in [args.what] if args.what else SHOW:
+        SHOW[what](config, engine)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

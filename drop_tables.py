@@ -14,7 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = db.make_engine(load_config().database_url)
     where = engine.url.render_as_string(hide_password=True)
     if not args.yes:
-        answer = input(f"Drop all tables ({', '.join(db.metadata.tables)}) in {where}? [y/N] ")
+        try:
+            answer = input(f"Drop all tables ({', '.join(db.metadata.tables)}) in {where}? [y/N] ")
+        except EOFError:  # no terminal (cron, a closed stdin): nobody can answer, so nothing is dropped
+            raise EOFError("no answer on standard input (no terminal): nothing dropped; pass --yes to drop") from None
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing dropped")
             return 1

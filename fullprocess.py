@@ -12,9 +12,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import datafiles
 import db
 import ingestion
-from config import Config
+from config import Config, describe_error, run_script
 from storage import pipeline_lock
 
 log = logging.getLogger(__name__)
@@ -43,25 +44,73 @@ def run_tick(config: Config, engine, force: bool = False) -> Tick:
     """Run one tick and return what it did; a failure is recorded in runs and raised."""
     import deployment
 
-    with db.recorded_run(engine, "fullprocess.py") as run_hex:
-        tick = Tick(run_hex)
-        with engine.connect() as conn:
-            deployment.restore_production_file(conn, config)  # a killed tick may have left it out of step
-            new_files = ingestion.find_new_files(config, *db.known_files(conn))
-            production = db.production_model(conn)
-            unreported = _unreported_run(conn, config)
-        # Data that ingestion.py ingested alone, before any model: the first model is still due.
-        untrained = production is None and config.finaldata_csv.exists()
-        if new_files or force or untrained:
-            _work(tick, config, engine, new_files, production, force or untrained)
+    with time_limit(config.tick_timeout_seconds):
+        with db.recorded_run(engine, "fullprocess.py") as run_hex:
+            tick = Tick(run_hex)
+            with engine.connect() as conn:
+                deployment.restore_production_file(conn, config)  # a killed tick may have left it out of step
+                new_files = ingestion.find_new_files(config, *db.known_files(conn))
+                production = db.production_model(conn)
+                unreported = _unreported_run(conn, config)
+                history = datafiles.History(*db.ingestion_history(conn), run_hex=run_hex)
+            datafiles.check_present(config, history)  # never train on what is left of lost data sets
+            # Data that ingestion.py ingested alone, before any model: the first model is still due.
+            untrained = production is None and config.finaldata_csv.exists()
+            _work_and_record(tick, config, engine, new_files, production, force or untrained, history)
+        log.info("tick %s: %s (%s)", tick.hex, tick.status, "; ".join(tick.notes) or "no new files")
+        report_hex = tick.hex if tick.status in db.WORK_STATUSES else unreported
+        if report_hex:
+            with _timed(tick, "report"):
+                tick.report_error = _report(config, engine, report_hex)
+    return tick
+
+
+def _work_and_record(tick: Tick, config: Config, engine, new_files, production, force: bool, history) -> None:
+    """The tick's work and its one transaction; a failure removes the model it trained (never recorded)."""
+    try:
+        if new_files or force:
+            _work(tick, config, engine, new_files, production, force, history)
         with _timed(tick, "record"), engine.begin() as conn:
             _record(conn, config, tick)
-    log.info("tick %s: %s (%s)", tick.hex, tick.status, "; ".join(tick.notes) or "no new files")
-    report_hex = tick.hex if tick.status in db.WORK_STATUSES else unreported
-    if report_hex:
-        with _timed(tick, "report"):
-            tick.report_error = _report(config, engine, report_hex)
-    return tick
+    except BaseException:
+        _remove_unrecorded_model(config, tick)
+        raise
+
+
+class TickTimeout(RuntimeError):
+    """A tick ran longer than tick_timeout_seconds."""
+
+
+@contextmanager
+def time_limit(seconds: int):
+    """Raise TickTimeout in this thread after `seconds` (SIGALRM; only the main thread gets signals)."""
+    import signal
+    import threading
+
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TickTimeout(f"the tick ran longer than its time limit of {seconds} s (tick_timeout_seconds)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _remove_unrecorded_model(config: Config, tick: Tick) -> None:
+    """A failed tick's model was never recorded: its files would be orphans in models/."""
+    from training import model_path, reference_path
+
+    for path in (model_path(config, tick.hex), reference_path(config, tick.hex)):
+        if path.exists():
+            log.warning("removing %s: the tick that trained it failed", path.name)
+            path.unlink()
 
 
 def _unreported_run(conn, config: Config) -> str | None:
@@ -81,16 +130,16 @@ def _timed(tick: Tick, stage: str):
         tick.stages[stage] = tick.stages.get(stage, 0.0) + time.perf_counter() - started
 
 
-def _work(tick: Tick, config: Config, engine, new_files, production, force: bool) -> None:
+def _work(tick: Tick, config: Config, engine, new_files, production, force: bool, history) -> None:
     """Ingest, score, decide; train when there is no model, on model or data drift, or when forced."""
     with _timed(tick, "ingestion"):
-        result = ingestion.ingest_files(config, new_files)
+        result = ingestion.ingest_files(config, new_files, history)
     tick.files = result.records
     tick.notes.append(ingestion.summary(result))
     if result.new_data.empty and not force:
         return  # only quarantined or duplicate files: still no new data
     tick.status = "no_drift"
-    final = ingestion.read_dataset(config.finaldata_csv, config) if result.finaldata is None else result.finaldata
+    final = datafiles.load(config, history)[0] if result.finaldata is None else result.finaldata
     with _timed(tick, "diagnostics"):
         _diagnose(tick, config, production, result.new_data, final)
     model_drifted = False
@@ -193,15 +242,16 @@ def _record(conn, config: Config, tick: Tick) -> None:
     db.record_files(conn, tick.hex, tick.files)
     for model_hex, counts, dataset in tick.scores:
         db.record_f1(conn, tick.hex, model_hex, counts.f1, dataset, counts.rows, counts.as_row())
-    for stage, script in SCRIPT_TIMING.items():
-        if stage in tick.stages:
-            conn.execute(db.script_timing.insert().values(file=script, timing=tick.stages[stage], hex=tick.hex))
+    db.record_timing(conn, tick.hex, {script: tick.stages[stage] for stage, script in SCRIPT_TIMING.items()
+                                      if stage in tick.stages})
     if tick.trained:
+        from training import record_model
+
         path, sha, counts, train_rows, first_row = tick.trained
-        db.record_model(conn, tick.hex, path, sha, counts.f1, train_rows, counts.as_row(), first_row)
+        record_model(conn, config, tick.hex, path, sha, counts.f1, train_rows, counts.as_row(), first_row)
     db.record_diagnostics(conn, tick.hex, tick.diagnostics)
     if tick.deploy:
-        deployment.deploy_model(conn, config, tick.hex, tick.hex)
+        deployment.deploy_model(conn, config, tick.hex, tick.hex, "fullprocess.py", "; ".join(tick.notes) or None)
     db.finish_run(conn, tick.hex, tick.status, "; ".join(tick.notes))
 
 
@@ -213,10 +263,10 @@ def _report(config: Config, engine, run_hex: str) -> str:
         reporting.write_report(config, engine, run_hex)
         return ""
     except Exception as exc:  # not hidden: logged, noted in runs, and main() exits non-zero for cron
-        error = db.describe_error(exc)
+        error = describe_error(exc)
         log.exception("tick %s: report failed: %s", run_hex, error)
         with engine.begin() as conn:
-            db.append_run_message(conn, run_hex, f"report failed: {error}"[:2000])
+            db.append_run_message(conn, run_hex, f"report failed: {error}")
         return error
 
 
@@ -229,19 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
-    try:
-        with pipeline_lock(config.project_dir, wait=False, engine=engine) as locked:
-            if not locked:
-                log.info("another tick or step (on this host or another) holds the pipeline lock: this tick has nothing to do")
-                return 0
-            tick = run_tick(config, engine, force=args.force)
-    except Exception as exc:  # already recorded in runs; say why on stderr and exit non-zero for cron
-        expected = isinstance(exc, (LookupError, ValueError, OSError, RuntimeError))  # data, files, models
-        log.error("tick failed: %s: %s", type(exc).__name__, exc, exc_info=not expected)
-        return 1
+    with pipeline_lock(config.project_dir, wait=False, engine=engine) as locked:
+        if not locked:
+            log.info("another tick or step (on this host or another) holds the pipeline lock: this tick has nothing to do")
+            return 0
+        tick = run_tick(config, engine, force=args.force)
     print(f"{tick.hex} {tick.status}" + (f" (report failed: {tick.report_error})" if tick.report_error else ""))
     return 1 if tick.report_error else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

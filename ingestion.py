@@ -3,32 +3,41 @@
 Bad files are quarantined: recorded with the reason, never moved, changed or deleted.
 """
 
-import io
+import argparse
 import logging
 import os
+import stat
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datafiles
 import db
 import storage
 from config import Config, run_script
+from datafiles import History, held_out, merge_rows, read_dataset  # noqa: F401 - the steps read the data sets here
+from validation import InvalidData, excerpt, labelled_rows
 
 log = logging.getLogger(__name__)
+SUMMARY_FILES = 20  # quarantined files named in a run's message; the dashboard lists them all
+KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
+         stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 
 
 @dataclass(frozen=True)
 class NewFile:
-    name: str
+    name: str  # as recorded: a name that is not UTF-8 has its bytes escaped (caf\xe9.csv)
     path: Path
     sha256: str
     size: int | None
     mtime_ns: int | None
+    kind: str | None = None  # why it is not a regular file (never opened), or None
 
 
 @dataclass
 class IngestResult:
-    new_data: object  # pandas.DataFrame of the valid rows of this tick's files
+    new_data: object  # pandas.DataFrame of the rows this tick added to the data sets
     records: list[dict] = field(default_factory=list)  # ingested_files rows to store
     finaldata: object = None  # finaldata.csv after the merge (None: nothing merged, read it if needed)
 
@@ -37,163 +46,182 @@ class IngestResult:
         return [r for r in self.records if r["status"] == "quarantined"]
 
 
+def recorded_name(path: Path) -> str:
+    """The file name as text the database and a terminal can hold: undecodable bytes as \\xNN."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
+def file_kind(path: Path) -> str | None:
+    """None for a regular file (or a link to one); else what it is, found without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "a symbolic link to nothing"
+        raise
+    if stat.S_ISREG(mode):
+        return None
+    kind = KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return f"a symbolic link to {kind}" if path.is_symlink() else kind
+
+
 def find_new_files(config: Config, known: set[str], stat_cache: dict) -> list[NewFile]:
-    """CSV files in the input folder whose content has not been seen, whatever their name."""
+    """CSV files in the input folder whose content has not been seen, whatever their name; anything
+    that is not a regular file is found by its name and kind (never opened: a FIFO would block)."""
     found, seen = [], set(known)
     folder = config.input_folder_path
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         if path.name.startswith(".") or path.suffix.lower() != ".csv":
             continue  # only CSV is watched; hidden files are partial uploads by convention
-        size = mtime_ns = None
-        try:
-            if path.is_dir():  # no content to hash: its name stands in, so it is reported once
-                sha = storage.sha256_bytes(b"directory\0" + path.name.encode())
-            else:
-                stat = path.stat()
-                size, mtime_ns = stat.st_size, stat.st_mtime_ns
-                sha = stat_cache.get((path.name, size, mtime_ns)) or storage.sha256_file(path)
-        except OSError as exc:  # vanished or unreadable right now: try again next tick
-            log.warning("skipping %s this tick: %s", path.name, exc.strerror or exc)
-            continue
-        if sha not in seen:
-            seen.add(sha)
-            found.append(NewFile(path.name, path, sha, size, mtime_ns))
+        new_file = _identify(path, stat_cache)
+        if new_file is not None and (new_file.sha256 not in seen):
+            seen.add(new_file.sha256)
+            found.append(new_file)
     return found
+
+
+def _identify(path: Path, stat_cache: dict | None = None) -> NewFile | None:
+    """A NewFile for one entry of the input folder, or None if it cannot be looked at right now."""
+    name = recorded_name(path)
+    try:
+        kind = file_kind(path)
+        if kind:  # no content to hash: its name and kind stand in, so it is recorded once
+            return NewFile(name, path, storage.sha256_bytes(f"{kind}\0".encode() + os.fsencode(path.name)), None, None, kind)
+        info = path.stat()
+        cached = (stat_cache or {}).get((name, info.st_size, info.st_mtime_ns))
+        sha = cached or storage.sha256_file(path)
+    except storage.NotRegularFile:  # replaced since it was looked at: seen again next tick
+        return None
+    except OSError as exc:  # vanished or unreadable right now: try again next tick
+        log.warning("skipping %s this tick: %s", name, exc.strerror or exc)
+        return None
+    return NewFile(name, path, sha, info.st_size, info.st_mtime_ns)
 
 
 def read_valid_rows(data: bytes, config: Config):
     """Parse and validate one file's bytes: (frame, None) when usable, else (None, reason)."""
-    import pandas as pd
-
-    if not data.strip():
-        return None, "empty file"
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text (binary data or another encoding)"
-    if "\0" in text:
-        return None, "not a text file (contains NUL bytes)"
-    try:
-        frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        return None, f"not a valid CSV file: {str(exc).strip().splitlines()[0]}"
-    missing = [c for c in config.columns if c not in frame.columns]
-    if missing:
-        return None, f"missing column(s): {', '.join(missing)}"
-    if frame.empty:
-        return None, "no data rows (header only)"
-    frame = frame[list(config.columns)]
-    for column in (*config.features, config.label):
-        numbers = pd.to_numeric(frame[column], errors="coerce")
-        bad = (numbers.isna() & frame[column].notna()) | numbers.isin([float("inf"), float("-inf")])
-        if bad.any():
-            row = int(bad.idxmax())
-            return None, f"non-numeric or infinite value '{frame[column][row]}' in column {column} (line {row + 2})"
-        frame[column] = numbers
-    labels = frame[config.label]
-    bad = ~labels.isin([0, 1])
-    if bad.any():
-        row = int(bad.idxmax())
-        found = "a missing value" if pd.isna(labels[row]) else f"{labels[row]:g}"
-        return None, f"label {config.label} must be 0 or 1, found {found} (line {row + 2})"
-    frame[config.label] = labels.astype("int64")
-    for column in config.id_columns:
-        frame[column] = frame[column].astype("string")
-    return frame, None
-
-
-def held_out(frame, config: Config):
-    """True for rows held out as test data, chosen by a hash of the row's values, so a row
-    always lands on the same side: re-ingesting a file never moves or duplicates rows."""
-    import pandas as pd
-
-    key = frame[list(config.columns)].astype({c: "float64" for c in config.features})
-    key = key.astype({c: "str" for c in config.id_columns})
-    buckets = pd.util.hash_pandas_object(key, index=False).to_numpy() % 10_000
-    return buckets < round(config.test_fraction * 10_000)
-
-
-def read_dataset(path: Path, config: Config):
-    """finaldata.csv or testdata.csv as written by merge_rows (empty frame when absent)."""
-    import pandas as pd
-
-    if not path.exists():
-        return pd.DataFrame(columns=list(config.columns))
-    return pd.read_csv(path, dtype={c: "str" for c in config.id_columns})
-
-
-def merge_rows(new_data, config: Config):
-    """Add rows to finaldata.csv / testdata.csv without exact duplicates; return both as merged."""
-    import pandas as pd
-
-    test = held_out(new_data, config)
-    merged = []
-    for path, part in ((config.finaldata_csv, new_data[~test]), (config.testdata_csv, new_data[test])):
-        old = read_dataset(path, config)
-        # An absent file reads as an untyped empty frame: concatenating it would make every column object.
-        frame = (pd.concat([old, part], ignore_index=True) if len(old) else part).drop_duplicates(ignore_index=True)
-        storage.replace_atomically(path, lambda handle, frame=frame: frame.to_csv(handle, index=False))
-        merged.append(frame)
-    return merged[0], merged[1]
+        return labelled_rows(data, config.id_columns, config.features, config.label), None
+    except InvalidData as exc:
+        return None, exc.reason
 
 
 def read_new_file(new_file: NewFile, config: Config):
     """(frame or None, ingested_files record) for one new file."""
-    if new_file.path.is_dir():
-        frame, error, sha, size, mtime_ns = None, "a directory, not a file", new_file.sha256, None, None
+    frame, sha, size, mtime_ns = None, new_file.sha256, None, None
+    if new_file.kind:
+        error = f"not a regular file: {new_file.kind}"
     else:
-        with open(new_file.path, "rb") as handle:  # hash exactly the bytes that are parsed
-            stat = os.fstat(handle.fileno())
-            data = handle.read()
-        frame, error = read_valid_rows(data, config)
-        sha, size, mtime_ns = storage.sha256_bytes(data), stat.st_size, stat.st_mtime_ns
+        try:
+            with storage.open_regular(new_file.path) as handle:  # hash exactly the bytes that are parsed
+                info = os.fstat(handle.fileno())
+                data = handle.read()
+            frame, error = read_valid_rows(data, config)
+            sha, size, mtime_ns = storage.sha256_bytes(data), info.st_size, info.st_mtime_ns
+        except storage.NotRegularFile as exc:  # replaced by a FIFO or the like since it was found
+            error = f"not a regular file: {exc}"
     if error:
         log.warning("quarantined %s: %s", new_file.name, error)
     record = {"file": new_file.name, "sha256": sha, "size": size, "mtime_ns": mtime_ns,
-              "rows": 0 if frame is None else len(frame),
-              "status": "quarantined" if error else "ingested", "error": error}
+              "rows": 0, "status": "quarantined" if error else "ingested", "error": error}
     return frame, record
 
 
-def ingest_files(config: Config, new_files: list[NewFile]) -> IngestResult:
-    """Read and validate the new files and merge their valid rows into the data sets."""
+def ingest_files(config: Config, new_files: list[NewFile], history: History | None = None) -> IngestResult:
+    """Read and validate the new files and append the rows they add to the data sets.
+
+    Each record's rows is what the file added: rows already stored, or in an earlier file of
+    this tick, are not counted again.
+    """
     import pandas as pd
 
-    frames, records = [], []
+    frames, records, ingested = [], [], []
     for new_file in new_files:
         frame, record = read_new_file(new_file, config)
         records.append(record)
         if frame is not None:
             frames.append(frame)
-            log.info("read %s: %d rows", new_file.name, len(frame))
+            ingested.append(record)
     if not frames:
         return IngestResult(pd.DataFrame(columns=list(config.columns)), records)
-    new_data = pd.concat(frames, ignore_index=True).drop_duplicates(ignore_index=True)
-    finaldata, _ = merge_rows(new_data, config)
-    return IngestResult(new_data, records, finaldata)
+    history = history or History()
+    final, test = datafiles.load(config, history)
+    added, counts = datafiles.new_rows(frames, final, test, config)
+    for record, count in zip(ingested, counts, strict=True):
+        record["rows"] = count
+        log.info("read %s: %d row(s) added", record["file"], count)
+    finaldata, _ = datafiles.append(config, final, test, added, history.run_hex)
+    return IngestResult(added, records, finaldata)
 
 
 def summary(result: IngestResult) -> str:
-    ingested = len(result.records) - len(result.quarantined)
-    text = f"{ingested} file(s) ingested, {len(result.new_data)} new row(s)"
-    if result.quarantined:
-        text += "; quarantined: " + "; ".join(f"{r['file']} ({r['error']})" for r in result.quarantined)
+    """One line for runs.message: files, rows added, and the first quarantined files with why."""
+    quarantined = result.quarantined
+    text = f"{len(result.records) - len(quarantined)} file(s) ingested, {len(result.new_data)} new row(s)"
+    if quarantined:
+        text += "; quarantined: " + "; ".join(f"{excerpt(r['file'], 80)} ({r['error']})"
+                                              for r in quarantined[:SUMMARY_FILES])
+    if len(quarantined) > SUMMARY_FILES:
+        text += f"; and {len(quarantined) - SUMMARY_FILES} more (see the dashboard's quarantined files)"
     return text
 
 
-def main() -> int:
-    """Ingest the new files of the input folder alone, as a run of its own."""
+def rebuild(config: Config, engine) -> str:
+    """Rebuild finaldata.csv and testdata.csv from the ingested files still in the input folder,
+    in the order they were ingested (every row lands on the same side again); record what each
+    file added, and 0 rows for a file that is gone. Returns what it did."""
+    import pandas as pd
+
+    with engine.connect() as conn:
+        records = db.ingested_records(conn)
+    present = {f.sha256: f for f in find_new_files(config, set(), {}) if not f.kind}
+    frames, used, lost = [], [], []
+    for record in records:
+        frame, _ = read_new_file(present[record.sha256], config) if record.sha256 in present else (None, None)
+        (used if frame is not None else lost).append(record)
+        if frame is not None:
+            frames.append(frame)
+    datafiles.journal_path(config).unlink(missing_ok=True)
+    empty = pd.DataFrame(columns=list(config.columns))
+    added, counts = datafiles.new_rows(frames, empty, empty, config) if frames else (empty, [])
+    final, test = datafiles.append(config, empty, empty, added)
+    with engine.begin() as conn:
+        for record, count in zip(used, counts, strict=True):
+            db.set_file_rows(conn, record.id, count)
+        for record in lost:
+            db.set_file_rows(conn, record.id, 0, f"rows lost: the file was gone or unreadable at a rebuild "
+                                                 f"(it had added {record.rows} row(s))")
+    text = f"rebuilt from {len(used)} file(s): {len(added)} row(s) ({len(final)} training, {len(test)} held out)"
+    return text + (f"; {len(lost)} ingested file(s) no longer in the input folder: their rows are lost" if lost else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Ingest the new files of the input folder alone, as a run of its own (or --rebuild the data sets)."""
     from config import load_config, setup_logging
 
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild finaldata.csv and testdata.csv from the ingested files still in the input folder")
+    args = parser.parse_args(argv)
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "ingestion.py") as run_hex:
+        if args.rebuild:
+            text = rebuild(config, engine)
+            with engine.begin() as conn:
+                db.finish_run(conn, run_hex, "done", text)
+            print(text)
+            return 0
         with engine.connect() as conn:
             new_files = find_new_files(config, *db.known_files(conn))
-        result = ingest_files(config, new_files)
+            history = History(*db.ingestion_history(conn), run_hex=run_hex)
+        started = time.perf_counter()
+        result = ingest_files(config, new_files, history)
+        seconds = time.perf_counter() - started
         with engine.begin() as conn:
             db.record_files(conn, run_hex, result.records)
+            db.record_timing(conn, run_hex, {"ingestion.py": seconds} if new_files else {})
             db.finish_run(conn, run_hex, "done" if new_files else "no_new_data", summary(result))
     print(summary(result))
     return 0

@@ -37,15 +37,16 @@ def _figure(width: float = 8.0, height: float = 4.2):
     return figure, figure.subplots()
 
 
-def _save(figure, path: Path) -> Path:
-    """Write the PNG atomically: a dashboard never serves a half-written image."""
+def _save(figure, path: Path | None) -> Path | bytes:
+    """Write the PNG atomically (a person never sees a half-written image); without a path, its bytes."""
+    if path is None:  # the dashboard, drawn at request time from the database
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        return buffer.getvalue()
     storage.replace_atomically(path, lambda handle: figure.savefig(handle, format="png"))
     return path
-
-
-def utc(timestamp: dt.datetime) -> dt.datetime:
-    """Naive UTC for plotting: PostgreSQL returns aware times, SQLite naive UTC."""
-    return timestamp.astimezone(dt.UTC).replace(tzinfo=None) if timestamp.tzinfo else timestamp
 
 
 def _time_axis(ax, times: list[dt.datetime]) -> None:
@@ -64,13 +65,26 @@ def _time_axis(ax, times: list[dt.datetime]) -> None:
     ax.set_xlabel("time of tick (UTC)")
 
 
+FIXED_CHARTS = ("f1", "confusionmatrix", "timing")  # and one trend chart per feature
+
+
+def chart_files(features) -> dict[str, str]:
+    """Every chart's name and its file name: the report's PNGs in static/, the dashboard's URLs."""
+    return {**{name: f"{name}.png" for name in FIXED_CHARTS}, **{feature: file_name(feature) for feature in features}}
+
+
 def file_name(feature: str) -> str:
     """static/<feature>.png, with anything but letters, digits, '.', '_' and '-' replaced."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", feature) + ".png"
 
 
-def confusion_matrix(matrix, title: str, path: Path) -> Path:
-    """Heatmap of a 2x2 confusion matrix with the count and the share of all rows in each cell."""
+def confusion_matrix(stored: dict, path: Path | None) -> Path | bytes:
+    """Heatmap of the production model's 2x2 confusion matrix (reporting.confusion) with the count and
+    the share of all rows in each cell."""
+    import numpy as np
+
+    matrix = np.asarray(stored["matrix"])
+    title = f"Production model {stored['model'][:8]}\non {stored['rows']:,} held-out rows"
     with _styled():
         figure, ax = _figure(6.4, 5.4)
         total, peak = int(matrix.sum()), int(matrix.max())
@@ -92,16 +106,16 @@ def _cells(matrix):
     return (((i, j), int(matrix[i][j])) for i in range(2) for j in range(2))
 
 
-def f1_history(scores: list, deployments: list, path: Path) -> Path:
+def f1_history(scores: list, deployments: list, path: Path | None) -> Path | bytes:
     """F1 of the production model on each tick's new data, with each deployment marked."""
     with _styled():
         figure, ax = _figure()
         checks = [r for r in scores if r.dataset == "newdata"]
-        times = [utc(r.started_at) for r in checks]
+        times = [r.started_at for r in checks]
         ax.plot(times, [r.f1_score for r in checks], "o-", color="tab:blue", label="F1 on each tick's new data")
         _mark_deployments(ax, deployments, times)
         ax.set(title="F1 score of the production model", ylabel="F1 score", ylim=(0, 1.08))
-        _time_axis(ax, [*times, *(utc(d.deployed_at) for d in deployments)])
+        _time_axis(ax, [*times, *(d.deployed_at for d in deployments)])
         figure.legend(loc="outside lower center", ncols=3)  # below the axes: never over the data
         return _save(figure, path)
 
@@ -110,7 +124,7 @@ def _mark_deployments(ax, deployments: list, check_times: list) -> None:
     """A star and a dotted line at each deployment; the deployed model's F1 as a step until the next."""
     if not deployments:
         return
-    times, values = [utc(d.deployed_at) for d in deployments], [d.f1_score for d in deployments]
+    times, values = [d.deployed_at for d in deployments], [d.f1_score for d in deployments]
     end = max([*times, *check_times])
     ax.step([*times, end], [*values, values[-1]], where="post", color="tab:green", alpha=0.6,
             label="F1 when deployed (test data)")
@@ -122,27 +136,27 @@ def _mark_deployments(ax, deployments: list, check_times: list) -> None:
                         ha="center", fontsize=8, color="tab:green")
 
 
-def timings(rows: list, path: Path) -> Path:
+def timings(rows: list, path: Path | None) -> Path | bytes:
     """Seconds taken by each step (ingestion.py, training.py) in the ticks that ran it."""
     with _styled():
         figure, ax = _figure()
         for step in sorted({r.file for r in rows}):
             mine = [r for r in rows if r.file == step]
-            ax.plot([utc(r.started_at) for r in mine], [r.timing for r in mine], "o-", label=step)
+            ax.plot([r.started_at for r in mine], [r.timing for r in mine], "o-", label=step)
         ax.set(title="Step timings per tick", ylabel="seconds")
         ax.set_ylim(bottom=0)
-        _time_axis(ax, [utc(r.started_at) for r in rows])
+        _time_axis(ax, [r.started_at for r in rows])
         if rows:
             figure.legend(loc="outside lower center", ncols=3)
         return _save(figure, path)
 
 
-def feature_trend(feature: str, rows: list, path: Path) -> Path:
+def feature_trend(feature: str, rows: list, path: Path | None) -> Path | bytes:
     """Mean, median and standard deviation of one feature of the ingested data after each tick."""
     with _styled():
         figure, ax = _figure(6.4, 3.9)  # shown two to a row in the PDF
         mine = [r for r in rows if r.feature == feature]
-        times = [utc(r.started_at) for r in mine]
+        times = [r.started_at for r in mine]
         for stat, style in (("mean", "o-"), ("median", "s--"), ("std", "^:")):
             values = [float("nan") if getattr(r, stat) is None else getattr(r, stat) for r in mine]
             ax.plot(times, values, style, label=stat)

@@ -4,6 +4,7 @@
 """
 
 import io
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from xml.sax.saxutils import escape
 import db
 import plots
 import storage
-from config import Config
+from config import Config, run_script
+from validation import excerpt
 
 log = logging.getLogger(__name__)
 F1_ROWS = 20  # the PDF's F1 table: the most recent records (the plot shows them all)
 HISTORY_ROWS = 5000  # trend plots: the most recent rows of each per-run table
+FILE_ROWS = 20  # the PDF's files table: the rest are counted and found on the dashboard and /runs
+MESSAGE_CHARS = 1500  # the run's message in the summary table: a table cell must fit on a page
 
 
 @dataclass
@@ -27,19 +31,16 @@ class Facts:
     run: object
     production: object
     files: list
-    scores: list
-    deployments: list
+    scores: list  # the newest F1 records, oldest first
     drift: list
     stats: list
     missing: list
     timings: list
     outdated: list
-    stats_history: list
-    timing_history: list
 
 
 def gather(conn, run_hex: str) -> Facts:
-    """Read the rows of one tick and the history the plots need."""
+    """Read the rows of one tick and the newest F1 records."""
     run = db.get_run(conn, run_hex)
     if run is None:
         raise LookupError(f"no run {run_hex} in the database")
@@ -51,47 +52,61 @@ def gather(conn, run_hex: str) -> Facts:
     return Facts(
         run=run, production=production, files=per_run["ingested_files"], drift=per_run["data_drift"],
         stats=per_run["feature_stats"], missing=per_run["missing_data"], timings=per_run["script_timing"],
-        outdated=per_run["outdated_packages"], deployments=db.deployments(conn),
-        scores=db.history(conn, db.f1, HISTORY_ROWS), stats_history=db.history(conn, db.feature_stats, HISTORY_ROWS),
-        timing_history=db.history(conn, db.script_timing, HISTORY_ROWS),
+        outdated=per_run["outdated_packages"], scores=db.history(conn, db.f1, F1_ROWS),
     )
 
 
-def write_plots(config: Config, engine, facts: Facts) -> dict[str, Path]:
-    """Write every PNG of static/; return their paths by name (confusionmatrix, f1, timing, features)."""
+def confusion(config: Config, engine, production) -> dict:
+    """The production model's confusion matrix on the held-out rows, as kept in the database for the dashboard."""
     from sklearn.metrics import confusion_matrix
 
     from diagnostics import model_predictions
     from scoring import evaluation_data
 
-    static = config.static_path
     held_out = evaluation_data(config)
     matrix = confusion_matrix(held_out[config.label], model_predictions(config, engine, held_out), labels=[0, 1])
-    title = f"Production model {facts.production.hex[:8]}\non {len(held_out):,} held-out rows"
-    images = {
-        "confusionmatrix": plots.confusion_matrix(matrix, title, static / "confusionmatrix.png"),
-        "f1": plots.f1_history(facts.scores, facts.deployments, static / "f1.png"),
-        "timing": plots.timings(facts.timing_history, static / "timing.png"),
-    }
-    for feature in config.features:
-        images[feature] = plots.feature_trend(feature, facts.stats_history, static / plots.file_name(feature))
-    return images
+    return {"model": production.hex, "rows": len(held_out), "matrix": matrix.tolist()}
+
+
+def chart(name: str, conn, path: Path | None = None):
+    """One chart of the report and the dashboard, drawn from the database: the PNG file at path, or
+    (no path) its bytes; None for the confusion matrix before any report computed one."""
+    if name == "confusionmatrix":
+        stored = db.artifact(conn, "confusion")
+        return None if stored is None else plots.confusion_matrix(json.loads(stored.data), path)
+    if name == "f1":
+        return plots.f1_history(db.history(conn, db.f1, HISTORY_ROWS), db.deployed_models(conn), path)
+    if name == "timing":
+        return plots.timings(db.history(conn, db.script_timing, HISTORY_ROWS), path)
+    return plots.feature_trend(name, db.history(conn, db.feature_stats, HISTORY_ROWS), path)
+
+
+def write_plots(config: Config, engine) -> dict[str, Path]:
+    """Write every PNG of static/; return their paths by chart name (confusionmatrix, f1, timing, features)."""
+    with engine.connect() as conn:
+        return {name: chart(name, conn, config.static_path / file)
+                for name, file in plots.chart_files(config.features).items()}
 
 
 def write_report(config: Config, engine, run_hex: str) -> Path:
     """Write the plots and reports/report_<hex>.pdf for one tick; return the PDF's path."""
     with engine.connect() as conn:
         facts = gather(conn, run_hex)
-    images = write_plots(config, engine, facts)
+    with engine.begin() as conn:  # the dashboard draws the matrix from here, on any host
+        db.store_artifact(conn, "confusion", run_hex, json.dumps(confusion(config, engine, facts.production)).encode())
+    images = write_plots(config, engine)
     path = config.reports_path / f"report_{run_hex}.pdf"
     pdf = render_pdf(config, facts, images)
     storage.replace_atomically(path, lambda handle: handle.write(pdf))
+    with engine.begin() as conn:  # the API serves the report from here, on any host
+        db.store_artifact(conn, "report", run_hex, pdf)
+        db.prune_reports(conn, config.keep_reports)
     log.info("report written: %s", path)
     return path
 
 
 def _when(timestamp, zone: str = " UTC") -> str:
-    return "-" if timestamp is None else plots.utc(timestamp).strftime("%Y-%m-%d %H:%M:%S") + zone
+    return "-" if timestamp is None else timestamp.strftime("%Y-%m-%d %H:%M:%S") + zone
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -210,17 +225,22 @@ def _summary(story: _Story, config: Config, facts: Facts, images) -> None:
         ["finished", f"{_when(run.finished_at)} ({_fmt(seconds, '.1f')} s)"],
         ["production model", f"{production.hex}: F1 {production.f1_score:.4f} on held-out data, "
                              f"trained on {production.train_rows:,} rows, deployed {_when(production.deployed_at)}"],
-        ["what happened", run.message or "-"],
+        ["what happened", excerpt(run.message or "-", MESSAGE_CHARS)],
     ], [0.22, 0.78])
 
 
 def _files(story: _Story, config: Config, facts: Facts, images) -> None:
     story.heading("Files of this tick")
     if not facts.files:
-        story.text("No new files (the tick was forced).")
+        story.text("No new files in this run (a forced tick, or training.py run alone).")
         return
-    rows = [[f.file, f"{f.rows:,}", f.status, f.error or "-"] for f in facts.files]
+    shown = sorted(facts.files, key=lambda f: f.status != "quarantined")[:FILE_ROWS]  # quarantined first
+    rows = [[excerpt(f.file, 120), f"{f.rows:,}", f.status, excerpt(f.error or "-", 300)] for f in shown]
+    story.text("Rows: what each file added to the data sets (rows already there are not counted again).", "note")
     story.table(["file", "rows", "status", "reason for quarantine"], rows, [0.34, 0.12, 0.14, 0.4])
+    if len(facts.files) > len(shown):
+        story.text(f"... and {len(facts.files) - len(shown):,} more file(s): see the dashboard's quarantined "
+                   "files or /runs.", "note")
 
 
 def _scores(story: _Story, config: Config, facts: Facts, images) -> None:
@@ -296,7 +316,7 @@ def _outdated(story: _Story, config: Config, facts: Facts, images) -> None:
 
 
 def main() -> int:
-    """Regenerate the plots and the PDF of the latest tick that ingested data."""
+    """Regenerate the plots and the PDF of the latest tick that ingested data (or training.py run)."""
     from config import load_config, setup_logging
 
     setup_logging()
@@ -304,19 +324,14 @@ def main() -> int:
     engine = db.make_engine(config.database_url)
     db.ensure_schema(engine)
     with engine.connect() as conn:
-        run = db.latest_work_run(conn)
+        run = db.latest_work_run(conn, training_runs=True)
     if run is None:
-        print("error: no tick has ingested data yet: run fullprocess.py first", file=sys.stderr)
-        return 1
-    try:
-        with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
-            path = write_report(config, engine, run.hex)
-    except (LookupError, ValueError, RuntimeError) as exc:  # no model yet, no data, or a model file that does not match
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise LookupError("no tick has ingested data and no model has been trained yet: run fullprocess.py first")
+    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine):  # a tick may be drawing them too
+        path = write_report(config, engine, run.hex)
     print(f"report of tick {run.hex}: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

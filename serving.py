@@ -6,9 +6,8 @@ Client mistakes are raised as HTTP errors (flask.abort) whose message is safe to
 name the client's own file_name and columns, never a server path or a file's content.
 """
 
-import io
+import datetime as dt
 import logging
-import math
 import os
 import re
 import sys
@@ -19,25 +18,18 @@ from flask import abort, current_app
 
 import db
 import storage
+import validation
 from config import Config
 
 log = logging.getLogger(__name__)
 CSV_TYPES = ("text/csv", "application/csv")
 NO_MODEL = "no model is deployed yet: run fullprocess.py first"
+MAX_FILE_NAME = 1024  # characters of a file_name (PATH_MAX is 4096 bytes, a name 255)
 
 
 def state(key: str):
     """The current app's config, engine or model cache."""
     return current_app.extensions["drat"][key]
-
-
-def latest_report(config: Config) -> Path | None:
-    """The newest reports/report_<hex>.pdf, or None."""
-    if not config.reports_path.is_dir():
-        return None
-    reports = [p for p in config.reports_path.glob("report_*.pdf")
-               if re.fullmatch(r"report_[0-9a-f]+\.pdf", p.name) and p.is_file()]
-    return max(reports, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
 class NoModelDeployed(LookupError):
@@ -48,24 +40,28 @@ class ModelCache:
     """The production model of this process, checked against the models row on every use.
 
     One cheap query per request finds the production (hex, sha256); only when it differs from
-    the model in memory is the file read, verified and unpickled. Every process (each gunicorn
-    worker) notices a deployment on its next request, with no signal or restart.
+    the model in memory are its bytes read from the database, verified and unpickled. Every
+    process (each gunicorn worker, on any host) notices a deployment on its next request, with no
+    signal or restart, and needs no file.
     """
 
-    def __init__(self, config: Config):
-        self._path = config.production_model
+    def __init__(self):
         self._lock = threading.Lock()  # the development server answers requests in threads
         self._loaded = None  # (hex, sha256, model)
 
     def get(self, conn):
-        """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for a file that does not match."""
+        """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for bytes that do not match."""
         key = db.production_model(conn)
         if key is None:
             raise NoModelDeployed(NO_MODEL)
         with self._lock:
             if self._loaded is None or self._loaded[:2] != (key.hex, key.sha256):
-                # Verified before unpickling: a file that does not match is never loaded.
-                self._loaded = (key.hex, key.sha256, storage.load_model(self._path, key.sha256))
+                stored = db.artifact(conn, "model", key.hex)
+                if stored is None:
+                    raise storage.ModelIntegrityError(f"model {key.hex} has no bytes in the database "
+                                                      "(run python dbsetup.py on the tick's host)")
+                # Verified before unpickling: bytes that do not match are never loaded.
+                self._loaded = (key.hex, key.sha256, storage.unpickle_verified(stored.data, key.sha256, f"model {key.hex}"))
                 log.info("loaded production model %s", key.hex)
             return self._loaded[0], self._loaded[2]
 
@@ -74,15 +70,26 @@ def resolve_data_file(file_name, config: Config) -> Path:
     """The real path of a CSV inside the data folders; 400/403/404 for anything else."""
     if not isinstance(file_name, str) or not file_name.strip() or "\0" in file_name:
         abort(400, description="file_name must be a non-empty string")
+    if len(file_name) > MAX_FILE_NAME:  # no file system takes it, and the answer must not echo it whole
+        abort(400, description=f"file_name is too long: at most {MAX_FILE_NAME} characters")
     parts = re.split(r"[\\/]", file_name)
     # Checked before the file system is touched: no absolute path, drive or parent step at all.
     if file_name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_name) or ".." in parts:
         abort(400, description="file_name must be a relative path inside the data folders, without '..'")
     folders = [f.resolve() for f in (config.input_folder_path, config.output_folder_path, config.test_data_path)]
-    path = (config.project_dir / file_name).resolve()  # follows symbolic links to where they lead
-    if not any(path.is_relative_to(folder) for folder in folders):
+    if not any(folder.is_dir() for folder in folders):  # a replica from a bare clone: it has only the database
+        abort(404, description="this server has no data folders (it serves from the database only): "
+                               "send records or a CSV body, or predict by file_name on the tick's host")
+    try:
+        path = (config.project_dir / file_name).resolve()  # follows symbolic links to where they lead
+        inside = any(path.is_relative_to(folder) for folder in folders)
+        is_file = inside and path.is_file()
+    except OSError as exc:  # a name the file system refuses (ENAMETOOLONG, ELOOP): no such file
+        log.info("data file name refused by the file system: %s", exc.strerror)
+        abort(404, description=f"no such data file: {file_name}")
+    if not inside:
         abort(403, description=f"{file_name} is not inside the data folders")
-    if not path.is_file():
+    if not is_file:
         abort(404, description=f"no such data file: {file_name}")
     return path
 
@@ -91,6 +98,8 @@ def read_data_file(path: Path) -> bytes:
     """The bytes of a resolved data file; O_NOFOLLOW refuses a symlink swapped in since resolve()."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except PermissionError:
+        raise  # the server's own permissions, not the client's mistake: the app answers 503
     except OSError as exc:  # vanished, replaced by a link, or unreadable since it was checked
         log.warning("cannot open data file %s: %s", path, exc.strerror)
         abort(404, description="the data file cannot be read")
@@ -99,19 +108,11 @@ def read_data_file(path: Path) -> bytes:
 
 
 def frame_from_csv(data: bytes):
-    """A CSV body or file as a DataFrame; 400 when it is not CSV text."""
-    import pandas as pd
-
+    """A CSV body or file as a DataFrame (validation.parse_csv, as ingestion reads files); 400 for anything else."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        abort(400, description="the CSV is not UTF-8 text")
-    if not text.strip() or "\0" in text:
-        abort(400, description="the CSV is empty or not text")
-    try:
-        return pd.read_csv(io.StringIO(text), skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-        abort(400, description="the body is not a valid CSV file")
+        return validation.parse_csv(data, numeric=state("config").features)
+    except validation.InvalidData as exc:
+        abort(400, description=f"the CSV is not usable: {exc.reason}")
 
 
 def frame_from_records(records, features: tuple[str, ...]):
@@ -125,32 +126,40 @@ def frame_from_records(records, features: tuple[str, ...]):
             if feature not in record:  # a value the client may not know is sent as null, explicitly
                 abort(400, description=f"missing feature {feature} (record {number})")
             value = record[feature]
-            # JSON true/false would pass as 1/0 and strings hide typos: features are numbers or null.
+            # JSON true/false would pass as 1/0 and strings hide typos: features are numbers or null
+            # (as in CSV, where True/False are not numbers either).
             if isinstance(value, bool) or not isinstance(value, int | float | type(None)):
                 abort(400, description=f"feature {feature} must be a number or null (record {number})")
             if isinstance(value, int) and abs(value) > sys.float_info.max:  # no float can hold it
                 abort(400, description=f"feature {feature} is out of range (record {number})")
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records([{f: r[f] for f in features} for r in records], columns=list(features))
+    try:  # checked here, where a row is still a record: the messages name record N
+        return validation.features(frame, features, validation.RECORDS, echo=False)
+    except validation.InvalidData as exc:
+        abort(400, description=exc.reason)
 
 
 def feature_matrix(frame, config: Config):
-    """The feature columns as finite floats (missing values allowed: the model imputes them)."""
-    import pandas as pd
-
+    """The feature columns as finite floats (missing values allowed: the model imputes them); the
+    same checks as ingestion, without echoing a value (it may come from a server file)."""
     if frame.empty:
         abort(400, description="no rows to predict")
-    missing = [c for c in config.features if c not in frame.columns]
-    if missing:
-        abort(400, description=f"missing feature column(s): {', '.join(missing)}")
-    features = pd.DataFrame(index=frame.index)
-    for column in config.features:
-        numbers = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-        bad = (numbers.isna() & frame[column].notna()) | numbers.isin([math.inf, -math.inf])
-        if bad.any():
-            row = int(bad.to_numpy().argmax()) + 1
-            abort(400, description=f"non-numeric or infinite value in feature column {column} (row {row})")
-        features[column] = numbers
-    return features
+    try:
+        return validation.features(frame, config.features, validation.LINES, echo=False)
+    except validation.InvalidData as exc:
+        abort(400, description=exc.reason)
+
+
+def stalled_run(run, limit_seconds: int) -> str | None:
+    """Why a run still `running` after the tick time limit is stuck, or None."""
+    if run is None or run.status != "running" or limit_seconds <= 0:
+        return None
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=dt.UTC)
+    seconds = (db.now() - started).total_seconds()
+    if seconds <= limit_seconds:
+        return None
+    return (f"run {run.hex} has been running for {seconds:.0f} s, longer than tick_timeout_seconds "
+            f"({limit_seconds} s): it is stuck or was killed")
 
 
 def predict(model, features) -> tuple[list[int], list[float]]:

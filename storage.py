@@ -9,6 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class NotRegularFile(OSError):
+    """A path that is not a regular file (a FIFO, a device, a socket, a directory): never read."""
+
+
 class ModelIntegrityError(RuntimeError):
     """A model file is missing or does not match the sha256 the database recorded for it."""
 
@@ -21,9 +25,23 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def open_regular(path: Path):
+    """A regular file opened for reading in binary; NotRegularFile for anything else. O_NONBLOCK:
+    opening a FIFO whose writer never comes returns at once instead of blocking for good."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegularFile(f"not a regular file (mode {stat.filemode(mode)})")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -73,8 +91,13 @@ def load_model(path: Path, expected_sha256: str):
         raise ModelIntegrityError(f"model file {Path(path).name} is missing") from exc
     except PermissionError as exc:
         raise UnreadableFile(f"model file {Path(path).name} cannot be read by this user: check its permissions") from exc
+    return unpickle_verified(data, expected_sha256, f"model file {Path(path).name}")
+
+
+def unpickle_verified(data: bytes, expected_sha256: str, what: str):
+    """Unpickle model bytes (from a file or the database) only if they match the recorded sha256."""
     if sha256_bytes(data) != expected_sha256:
-        raise ModelIntegrityError(f"model file {Path(path).name} does not match its recorded sha256")
+        raise ModelIntegrityError(f"{what} does not match its recorded sha256")
     return pickle.loads(data)
 
 

@@ -60,6 +60,22 @@ def relative_to_project(path, config: Config) -> str:
         return str(path)
 
 
+def record_model(conn, config: Config, model_hex: str, path: str, sha: str, score: float, train_rows: int,
+                 counts: dict[str, int] | None = None, train_first_row: int = 0) -> None:
+    """Record a trained model (not yet production) with its F1 on held-out data, and keep its bytes
+    and its drift reference in the database, in the caller's transaction: the API reads only there."""
+    import gzip
+
+    data = (config.project_dir / path).read_bytes()
+    if storage.sha256_bytes(data) != sha:
+        raise storage.ModelIntegrityError(f"{path} changed since model {model_hex} was trained")
+    db.record_model(conn, model_hex, path, sha, score, train_rows, counts, train_first_row)
+    db.store_artifact(conn, "model", model_hex, data)
+    reference = reference_path(config, model_hex)
+    if reference.is_file():
+        db.store_artifact(conn, "reference", model_hex, gzip.compress(reference.read_bytes(), compresslevel=6))
+
+
 def train_and_save(frame, config: Config, model_hex: str):
     """Train on frame and save the model with its data-drift reference; (model, stored path, sha256)."""
     model = train_model(frame, config)
@@ -71,7 +87,10 @@ def train_and_save(frame, config: Config, model_hex: str):
 
 def main() -> int:
     """Train on finaldata.csv, save models/model_<hex>.pkl and record it (not deployed)."""
+    import sklearn.linear_model  # noqa: F401 - loaded before the clock starts, as in a tick
+
     from config import load_config, setup_logging
+    from diagnostics import training_data
     from ingestion import read_dataset
     from scoring import confusion, evaluation_data
 
@@ -80,11 +99,15 @@ def main() -> int:
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "training.py") as run_hex:
         frame = read_dataset(config.finaldata_csv, config)
+        started = time.perf_counter()
         model, path, sha = train_and_save(frame, config, run_hex)
+        seconds = time.perf_counter() - started
         counts = confusion(model, evaluation_data(config), config)
         score = counts.f1
-        with engine.begin() as conn:
-            db.record_model(conn, run_hex, path, sha, score, len(frame), counts.as_row())
+        with engine.begin() as conn:  # what a tick records for its training: deploying the model makes it production's
+            record_model(conn, config, run_hex, path, sha, score, len(frame), counts.as_row())
+            db.record_diagnostics(conn, run_hex, training_data(frame, config))
+            db.record_timing(conn, run_hex, {"training.py": seconds})
             db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")
     print(f"model {run_hex}: trained on {len(frame)} rows, F1 on test data {score:.4f}, saved to {path}")
     return 0

@@ -81,6 +81,41 @@ def engine(project):
     engine.dispose()
 
 
+OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]  # what the stub says pip says
+
+
+def offline(monkeypatch, reports: bool = False) -> None:
+    """Ticks with a fixed outdated-packages answer instead of waiting on pip and the network and,
+    unless reports are asked for, without the plots and PDF, which take seconds to draw."""
+    import diagnostics
+    import reporting
+
+    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: [dict(p) for p in OUTDATED])
+    if not reports:
+        monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
+
+
+@pytest.fixture
+def no_pip(monkeypatch):
+    """Ticks that draw their plots and PDF but do not ask pip."""
+    offline(monkeypatch, reports=True)
+
+
+@pytest.fixture
+def no_reports(monkeypatch):
+    """Ticks that neither ask pip nor draw plots (tests/test_reporting.py draws them)."""
+    offline(monkeypatch)
+
+
+def add_csv(config, name: str, rows: int = 600, seed: int = 1, **options) -> Path:
+    """A generated churn file (datagen.generate: seed, shift, flip) in the project's input folder."""
+    import datagen
+
+    path = config.input_folder_path / name
+    datagen.generate(rows, seed=seed, **options).to_csv(path, index=False)
+    return path
+
+
 def write_config(root: Path, **changes) -> None:
     """Change keys of a project's config.json."""
     path = root / "config.json"

@@ -11,32 +11,17 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import datagen
+from conftest import add_csv
+
 import db
 import deployment
-import diagnostics
 import ingestion
-import reporting
 import storage
 from config import PROJECT_DIR
 from fullprocess import run_tick
-from training import model_path, relative_to_project, train_model
+from training import model_path, record_model, relative_to_project, train_model
 
-OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
-
-
-def offline(monkeypatch, reports: bool = False) -> None:
-    """Ticks without the network (pip list --outdated) and, unless asked for, without the slow plots and PDF."""
-    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: [dict(p) for p in OUTDATED])
-    if not reports:
-        monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
-
-
-def add_csv(config, name: str, rows: int = 600, seed: int = 1, **options) -> Path:
-    path = config.input_folder_path / name
-    datagen.generate(rows, seed=seed, **options).to_csv(path, index=False)
-    return path
 
 
 def deploy(config, engine, seed: int = 1):
@@ -61,14 +46,31 @@ def live_server(config, log_path: Path, gunicorn_workers: int = 0, prefix: tuple
     """`python app.py` (or gunicorn, as the Procfile runs it) on a free port for a project;
     yields its URL once /health answers. prefix: a command that runs the server (setpriv ...)."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": config.database_url}
     command = [sys.executable, str(PROJECT_DIR / "app.py"), "--port", str(port), "--project-dir", str(config.project_dir)]
     if gunicorn_workers:
-        command = [sys.executable, "-m", "gunicorn", "--workers", str(gunicorn_workers), "--bind", f"127.0.0.1:{port}",
-                   f"app:create_app({str(config.project_dir)!r})"]
+        command = gunicorn(port, gunicorn_workers, f"app:create_app({str(config.project_dir)!r})")
+    with running_server([*prefix, *command], port, PROJECT_DIR, {"DATABASE_URL": config.database_url}, log_path) as url:
+        yield url
+
+
+def gunicorn(port: int, workers: int, app: str = "app:create_app()") -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", app]
+
+
+@contextmanager
+def replica(code_dir: Path, database_url: str, log_path: Path, workers: int = 2):
+    """The API as a web host runs it: gunicorn in a checkout of the code, given only DATABASE_URL."""
+    port = free_port()
+    with running_server(gunicorn(port, workers), port, code_dir, {"DATABASE_URL": database_url}, log_path) as url:
+        yield url
+
+
+@contextmanager
+def running_server(command: list[str], port: int, cwd: Path, env: dict, log_path: Path):
+    """Run a server command; yield its URL once /health answers; stop it afterwards."""
+    url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
-        server = subprocess.Popen([*prefix, *command], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_DIR)
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=cwd)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -93,7 +95,7 @@ def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     sha = storage.save_model(train_model(frame, project), path)
     with engine.begin() as conn:
         db.start_run(conn, hex_id, "deployment.py")
-        db.record_model(conn, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
-        deployment.deploy_model(conn, project, hex_id, hex_id)
+        record_model(conn, project, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
+        deployment.deploy_model(conn, project, hex_id, hex_id, "deployment.py", "redeployed by the test")
         db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
     return hex_id

@@ -6,7 +6,9 @@ import sys
 
 import pandas as pd
 import pytest
-from servers import OUTDATED, deploy, free_port, live_server, offline
+import requests
+from conftest import OUTDATED, offline
+from servers import deploy, free_port, live_server
 
 from config import PROJECT_DIR
 
@@ -59,3 +61,63 @@ def test_apicalls_when_the_api_is_down(project):
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     assert_one_line_error(apicalls(project, "--url", url), f"cannot reach the API at {url}: Connection refused")
     assert not project.apireturns_path.exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_apicalls_sends_the_api_token(project, engine, tmp_path, monkeypatch):
+    offline(monkeypatch)
+    deploy(project, engine)
+    monkeypatch.setenv("API_TOKEN", "token-of-the-server")  # the server reads it at startup
+    with live_server(project, tmp_path / "server.log") as url:
+        refused = apicalls(project, "--url", url, API_TOKEN="")
+        wrong = apicalls(project, "--url", url, API_TOKEN="another-token")  # noqa: S106 (a test token)
+        from_env = apicalls(project, "--url", url)
+        project.apireturns_path.unlink()
+        (project.project_dir / ".env").write_text("API_TOKEN=token-of-the-server\n")
+        from_dotenv = apicalls(project, "--url", url, API_TOKEN="")
+    for result in (refused, wrong):
+        assert_one_line_error(result, "POST /prediction answered 401: authentication required")
+    for result in (from_env, from_dotenv):
+        assert result.returncode == 0, result.stderr
+    assert "Predictions for testdata/testdata.csv" in project.apireturns_path.read_text()
+
+
+ORIGINAL_CLIENT = '''
+import sys
+
+import requests
+
+URL = sys.argv[1]
+prediction = requests.post(URL + "/prediction", json={"file_name": "testdata/testdata.csv"}).json()
+scoring = requests.get(URL + "/scoring").json()
+summary = requests.get(URL + "/summarystats").json()
+diagnostics = requests.get(URL + "/diagnostics").json()
+path = requests.get(URL + "/apireturns").text
+lines = ["predictions " + " ".join(str(label) for label in prediction["data"]), f"f1 {scoring['data']}"]
+lines += [f"stats {feature} {mean} {median} {std}" for feature, mean, median, std in summary["data"]]
+lines += [f"missing {column} {fraction}" for column, fraction in diagnostics["missing_data"]]
+lines += [f"timing {step} {seconds}" for step, seconds in diagnostics["execution_time"]]
+with open(path, "w") as report:
+    report.write("\\n".join(lines) + "\\n")
+'''
+
+
+def test_a_client_written_like_the_original_writes_its_report(project, engine, server, tmp_path, monkeypatch):
+    offline(monkeypatch)
+    deploy(project, engine)
+    client = tmp_path / "original_apicalls.py"
+    client.write_text(ORIGINAL_CLIENT)
+    assert requests.get(server + "/apireturns", timeout=10).headers["Content-Type"].startswith("text/plain")
+    # On the tick's host: run from the project directory, where testdata/ and models/ are.
+    result = subprocess.run([sys.executable, str(client), server], cwd=project.project_dir, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert project.apireturns_path.relative_to(project.project_dir).as_posix() == "models/apireturns.txt"
+    lines = project.apireturns_path.read_text().splitlines()
+    assert len(lines[0].split()) - 1 == len(pd.read_csv(project.testdata_csv))
+    assert set(lines[0].split()[1:]) <= {"0", "1"}
+    assert float(lines[1].split()[1]) == requests.get(server + "/scoring", timeout=10).json()["data"]
+    assert [line.split()[1] for line in lines if line.startswith("stats ")] == list(project.features)
+    assert {line.split()[1] for line in lines if line.startswith("missing ")} >= set(project.features)
+    assert {line.split()[1] for line in lines if line.startswith("timing ")} == {"ingestion.py", "training.py"}
+    assert list(project.project_dir.glob("{*")) == []  # no file named after an error's JSON text

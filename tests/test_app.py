@@ -1,34 +1,29 @@
 """The API through Flask's test client, on SQLite and on PostgreSQL: answers, refusals, hot reload."""
 
+import base64
 import dataclasses
+import io
 import pickle
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from servers import OUTDATED, RECORD, add_csv, deploy, offline, redeploy
+from conftest import OUTDATED, add_csv, offline
+from servers import RECORD, deploy, free_port, redeploy
 
 import db
+import plots
 import serving
 import storage
 from app import create_app
 from fullprocess import run_tick
 
 NO_MODEL = "no model is deployed yet"
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-                    "0000000d4944415478da63f8ffff3f0005fe02fea7d6a4a60000000049454e44ae426082")
-
 
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    offline(monkeypatch, reports=True)
-
-
-@pytest.fixture
-def no_reports(monkeypatch):
-    """Most tests need no plots or PDF, which take seconds to draw (one test draws them for real)."""
-    offline(monkeypatch)
+def _offline(no_pip):
+    """No test here asks pip; most also need no plots or PDF (no_reports), one draws them for real."""
 
 
 @pytest.fixture
@@ -144,6 +139,7 @@ def test_symbolic_links_are_followed_and_refused_when_they_leave(client, deploye
     ('{"records": []}', "application/json", 400, "non-empty list"),
     ('{"records": {"lastmonth_activity": 1}}', "application/json", 400, "non-empty list"),
     ('{"file_name": 7}', "application/json", 400, "file_name must be"),
+    ('{"file_name": "testdata/testdata.csv", "model": "abc"}', "application/json", 400, "and nothing else"),
     ("file_name=testdata/testdata.csv", "application/x-www-form-urlencoded", 415, "text/csv"),
     ("", "text/csv", 400, "empty"),
     ("\xff\xfe\x00binary", "text/csv", 400, "not UTF-8"),
@@ -158,7 +154,7 @@ def test_malformed_requests(client, deployed, body, content_type, status, fragme
     ({"lastmonth_activity": 1, "number_of_employees": 3}, "missing feature lastyear_activity (record 2)"),
     ({**RECORD, "number_of_employees": "many"}, "number_of_employees must be a number or null (record 2)"),
     ({**RECORD, "lastmonth_activity": True}, "lastmonth_activity must be a number or null (record 2)"),
-    ({**RECORD, "lastmonth_activity": float("inf")}, "infinite value in feature column lastmonth_activity (row 2)"),
+    ({**RECORD, "lastmonth_activity": float("inf")}, "non-numeric or infinite value in column lastmonth_activity (record 2)"),
     ({**RECORD, "lastyear_activity": 10**400}, "lastyear_activity is out of range (record 2)"),
 ])
 def test_missing_and_non_numeric_features_in_records(client, deployed, record, fragment):
@@ -172,7 +168,7 @@ def test_missing_and_non_numeric_features_in_csv(client, deployed, project):
     (project.input_folder_path / "bad.csv").write_text(text)
     for response in (client.post("/prediction", data=text, content_type="text/csv"),
                      predict(client, file_name="sourcedata/bad.csv")):
-        assert_error(response, 400, "non-numeric or infinite value in feature column lastyear_activity (row 2)")
+        assert_error(response, 400, "non-numeric or infinite value in column lastyear_activity (line 3)")
         assert "SECRETVALUE" not in response.get_data(as_text=True)  # no file content in an answer
 
 
@@ -182,6 +178,45 @@ def test_oversized_body_gets_413(project, deployed):
     response = app.test_client().post("/prediction", data=body, content_type="text/csv")
     app.extensions["drat"]["engine"].dispose()
     assert_error(response, 413, "limit is 1 MB")
+
+
+def post_chunked(client, body: bytes, content_type: str):
+    """A body sent with Transfer-Encoding: chunked (no Content-Length), as gunicorn and the dev server pass it on."""
+    return client.post("/prediction", input_stream=io.BytesIO(body), environ_overrides={"wsgi.input_terminated": True},
+                       headers={"Transfer-Encoding": "chunked", "Content-Type": content_type})
+
+
+def test_a_chunked_body_over_the_limit_gets_413(project, deployed):
+    app = create_app(dataclasses.replace(project, max_request_mb=1))
+    client = app.test_client()
+    csv = b"lastmonth_activity,lastyear_activity,number_of_employees\n" + b"1,2,3\n" * 200_000
+    json_body = b'{"records": [' + b",".join([b'{"lastmonth_activity": 1}'] * 50_000) + b"]}"
+    responses = [post_chunked(client, csv, "text/csv"), post_chunked(client, json_body, "application/json")]
+    small = post_chunked(client, b'{"file_name": "testdata/testdata.csv"}', "application/json")
+    app.extensions["drat"]["engine"].dispose()
+    for response in responses:
+        assert_error(response, 413, "limit is 1 MB")
+    assert small.status_code == 200  # a chunked body under the limit is read whole
+
+
+@pytest.mark.parametrize(("request_args", "status", "fragment"), [
+    ({"json": {"file_name": "testdata/" + "a" * 5000}}, 400, "file_name is too long"),
+    ({"json": {"file_name": "testdata/" + "a" * 300 + ".csv"}}, 404, "no such data file"),  # ENAMETOOLONG
+    ({"json": {"file_name": "testdata/" + "a/" * 2100 + "x.csv"}}, 400, "file_name is too long"),
+    ({"data": '{"records": ' + "[" * 100_000 + "]" * 100_000 + "}", "content_type": "application/json"},
+     400, "nested too deeply"),
+    ({"data": "[" * 3000 + "]" * 3000, "content_type": "application/json"}, 400, "nested too deeply"),
+])
+def test_requests_that_got_a_500_get_a_4xx(client, deployed, project, request_args, status, fragment):
+    response = client.post("/prediction", **request_args)
+    assert_error(response, status, fragment, project)
+    assert len(response.get_data()) < 2000  # the answer never echoes a long name whole
+
+
+def test_a_chart_name_too_long_for_the_file_system_is_404(client, project):
+    for name in ("a" * 3000, "a" * 3000 + ".png", "a" * 250 + ".png"):
+        assert_error(client.get(f"/charts/{name}"), 404, "", project)
+        assert_error(client.get(f"/plots/{name}"), 404, "", project)
 
 
 def test_every_error_is_json_without_details(client, monkeypatch, caplog):
@@ -249,6 +284,43 @@ def test_unreachable_database_answers_503(sqlite_project, caplog):
     assert "database unreachable" in caplog.text
 
 
+DATABASE_ROUTES = ["/health", "/", "/scoring", "/summarystats", "/diagnostics", "/runs", "/models"]
+
+
+def assert_database_unavailable(client, fragment: str, paths=DATABASE_ROUTES) -> None:
+    """Every route answers 503 with a JSON reason, no traceback and no server path."""
+    responses = {path: client.get(path) for path in paths}
+    responses["/prediction"] = predict(client, records=[RECORD])
+    for path, response in responses.items():
+        text = response.get_data(as_text=True)
+        assert response.status_code == 503, (path, text)
+        assert response.is_json, path
+        assert fragment in response.json["error"], path
+        assert "Traceback" not in text
+        assert "/" not in response.json["error"]  # no server path, no URL
+    assert responses["/health"].json["status"] == "error"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_truncated_sqlite_file_answers_503_everywhere(project, engine, deployed, caplog):
+    client = create_app(project).test_client()
+    assert client.get("/health").json["status"] == "ok"
+    engine.dispose()
+    database = Path(sa.make_url(project.database_url).database)
+    database.write_bytes(database.read_bytes()[:1000])
+    assert_database_unavailable(client, "damaged or is not a database")
+    assert "file is not a database" in caplog.text or "malformed" in caplog.text  # the details are logged
+    restarted = create_app(project).test_client()  # a worker started on the damaged file starts, and says so
+    assert_database_unavailable(restarted, "damaged or is not a database", [*DATABASE_ROUTES, "/charts/f1.png", "/report"])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_unreachable_postgresql_answers_503_everywhere(project):
+    url = sa.make_url(project.database_url).set(port=free_port()).render_as_string(hide_password=False)  # nothing listens
+    client = create_app(dataclasses.replace(project, database_url=url)).test_client()
+    assert_database_unavailable(client, "cannot be reached or opened", [*DATABASE_ROUTES, "/charts/f1.png", "/report"])
+
+
 class Payload:
     """Unpickling this creates the marker file: proof that a pickle was (or was not) loaded."""
 
@@ -259,13 +331,16 @@ class Payload:
         return Path.touch, (self.marker,)
 
 
-def test_tampered_model_file_is_refused_and_never_unpickled(client, deployed, project, tmp_path, caplog):
+def test_a_corrupted_model_row_is_refused_and_never_unpickled(client, deployed, project, engine, tmp_path, caplog):
     probe = tmp_path / "probe"
     pickle.loads(pickle.dumps(Payload(probe)))
     assert probe.exists()  # the payload works: loading it would leave the marker
     marker = tmp_path / "unpickled"
-    project.production_model.write_bytes(pickle.dumps(Payload(marker)))
-    assert_error(predict(client, records=[RECORD]), 503, "does not match its recorded checksum", project)
+    with engine.begin() as conn:  # the API reads the model's bytes from the database, never from a file
+        conn.execute(db.artifacts.update().where(db.artifacts.c.kind == "model", db.artifacts.c.hex == deployed.hex)
+                     .values(data=pickle.dumps(Payload(marker))))
+    assert_error(predict(client, records=[RECORD]), 503, f"model {deployed.hex} does not match its recorded sha256",
+                 project)
     health = client.get("/health").json
     assert health["status"] == "degraded"
     assert health["model"]["file"] != "ok"
@@ -301,26 +376,28 @@ def test_dashboard_shows_runs_and_quarantined_files_escaped(client, deployed, pr
     assert "x&lt;b&gt;y.csv" in page
     assert "x<b>y.csv" not in page
     assert "missing column(s)" in page
-    assert "No plot yet" in page  # reports were not drawn in this test: an empty state, not a broken image
-    assert "<img" not in page
+    # Charts come from the database; the confusion matrix needs a report, not drawn in this test:
+    # an empty state, not a broken image.
+    assert page.count("No plot yet") == 1
+    assert page.count("<img") == 2 + len(project.features)
     assert "No report yet" in page
 
 
-def test_plots_come_only_from_the_static_folder(client, project, tmp_path):
-    project.static_path.mkdir()
-    (project.static_path / "f1.png").write_bytes(PNG)
-    (project.static_path / "notes.txt").write_text("not a plot")
-    (tmp_path / "outside.png").write_bytes(PNG)
-    (project.static_path / "link.png").symlink_to(tmp_path / "outside.png")
-    with client.get("/plots/f1.png?v=1") as plot:
-        assert plot.status_code == 200
-        assert plot.mimetype == "image/png"
-        assert plot.data == PNG
-    for name in ("link.png", "notes.txt", "..%2Fconfig.json", ".hidden.png", "missing.png"):
-        assert_error(client.get(f"/plots/{name}"), 404)
+def test_charts_are_drawn_from_the_database(client, deployed, project):
+    page = client.get("/").get_data(as_text=True)
+    for name in ("f1", "timing", *project.features):
+        url = page.split(f'src="/charts/{name}.png?v=')[1].split('"')[0]
+        with client.get(f"/charts/{name}.png?v={url}") as chart:
+            assert chart.status_code == 200
+            assert chart.mimetype == "image/png"
+            assert chart.data.startswith(b"\x89PNG")
+            assert chart.cache_control.max_age == 86400  # the version in the URL: cacheable
+    assert not project.static_path.exists()  # nothing was read from (or written to) static/
+    for name in ("nowhere", "..%2Fconfig.json", "f1.png%00", "confusionmatrix"):  # no report yet: no matrix
+        assert_error(client.get(f"/charts/{name}.png"), 404)
 
 
-def test_report_and_plots_of_a_real_tick(sqlite_project):
+def test_report_and_charts_of_a_real_tick(sqlite_project):
     engine = db.make_engine(sqlite_project.database_url)
     tick = deploy(sqlite_project, engine)
     engine.dispose()
@@ -333,14 +410,123 @@ def test_report_and_plots_of_a_real_tick(sqlite_project):
     page = client.get("/").get_data(as_text=True)
     assert 'href="/report"' in page
     assert "No plot yet" not in page
-    for name in ("f1", "confusionmatrix", "timing", *sqlite_project.features):
-        assert f'src="/plots/{name}.png?v=' in page
-        with client.get(f"/plots/{name}.png") as plot:
-            assert plot.mimetype == "image/png"
+    for name in plots.chart_files(sqlite_project.features):
+        assert f'src="/charts/{name}.png?v=' in page
+        with client.get(f"/charts/{name}.png") as chart:
+            assert chart.mimetype == "image/png"
 
 
 def test_tables_are_created_on_an_empty_database(project):
     app = create_app(project)
     with app.extensions["drat"]["engine"].connect() as conn:
         assert set(db.metadata.tables) <= set(sa.inspect(conn).get_table_names())
+    app.extensions["drat"]["engine"].dispose()
+
+
+# --- hardening (issue 11): one validator for CSV bodies, files and records -------------------------
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ("lastmonth_activity,lastyear_activity,number_of_employees\n1,2,3,\n", "line 2 has 4 fields, the header has 3"),
+    ("lastmonth_activity,lastyear_activity,number_of_employees\n1," + "9" * 400 + ",3\n",
+     "non-numeric or infinite value in column lastyear_activity (line 2)"),
+    ("lastmonth_activity,lastyear_activity,number_of_employees\nTrue,2,3\n",
+     "non-numeric or infinite value in column lastmonth_activity (line 2)"),
+])
+def test_csv_bodies_are_validated_like_files(client, deployed, body, fragment):
+    assert_error(client.post("/prediction", data=body, content_type="text/csv"), 400, fragment)
+
+
+def test_health_reports_a_run_running_longer_than_the_time_limit(project, engine, deployed):
+    import datetime as dt
+
+    app = create_app(dataclasses.replace(project, tick_timeout_seconds=60))
+    with engine.begin() as conn:
+        db.start_run(conn, "feedfacefeedface", "fullprocess.py")
+        conn.execute(db.runs.update().where(db.runs.c.hex == "feedfacefeedface")
+                     .values(started_at=db.now() - dt.timedelta(seconds=61)))
+    health = app.test_client().get("/health").json
+    app.extensions["drat"]["engine"].dispose()
+    assert health["status"] == "degraded"
+    assert "feedfacefeedface has been running for" in health["stalled"]
+
+
+TOKEN = "s3cret-token-for-tests"  # noqa: S105 (a test token)
+
+
+def bearer(token: str = TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(password: str = TOKEN, user: str = "anyone") -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def every_route(app) -> list[tuple[str, str]]:
+    """(method, url) of every route of the app, HEAD and OPTIONS aside."""
+    urls = {"/charts/<name>.png": "/charts/f1.png"}
+    return sorted((method, urls.get(rule.rule, rule.rule)) for rule in app.url_map.iter_rules()
+                  for method in rule.methods - {"HEAD", "OPTIONS"})
+
+
+def call(client, method: str, url: str, headers: dict):
+    if method == "POST":
+        return client.post(url, json={"records": [RECORD]}, headers=headers)
+    return client.open(url, method=method, headers=headers)
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+def test_api_token_locks_every_route_but_health(project, deployed, monkeypatch, source):
+    if source == "environment":
+        monkeypatch.setenv("API_TOKEN", TOKEN)
+    else:
+        monkeypatch.delenv("API_TOKEN", raising=False)
+        (project.project_dir / ".env").write_text(f"API_TOKEN={TOKEN}\n")
+    app = create_app(project)
+    client = app.test_client()
+    routes = every_route(app)
+    assert len(routes) >= 8
+    for method, url in routes:
+        if url == "/health":
+            assert client.get(url).status_code == 200  # probes need no secret
+            continue
+        for headers in ({}, bearer("wrong"), bearer(TOKEN[:-1]), {"Authorization": TOKEN}, basic(user=TOKEN, password="")):
+            response = call(client, method, url, headers)
+            assert_error(response, 401, "authentication required")
+            assert response.headers["WWW-Authenticate"]
+        assert call(client, method, url, bearer()).status_code not in (401, 500), url
+    app.extensions["drat"]["engine"].dispose()
+
+
+def test_a_browser_opens_the_dashboard_with_http_basic(project, deployed, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", TOKEN)
+    app = create_app(project)
+    client = app.test_client()
+
+    def status(url, headers):
+        with client.get(url, headers=headers) as response:  # closes a file that send_file opened
+            return response.status_code
+
+    for url in ("/", "/charts/f1.png", "/report"):
+        challenge = client.get(url)
+        assert challenge.status_code == 401
+        assert challenge.headers["WWW-Authenticate"].startswith('Basic realm="')  # the browser asks
+        assert status(url, basic()) == (404 if url == "/report" else 200)  # no report is written in this test
+        assert status(url, basic(user="")) == (404 if url == "/report" else 200)
+        assert status(url, basic("wrong")) == 401
+    with client.get("/charts/f1.png", headers=basic()) as chart:
+        assert chart.data.startswith(b"\x89PNG")
+    for url in ("/scoring", "/runs", "/diagnostics"):  # the JSON API takes the Bearer token only
+        refused = client.get(url, headers=basic())
+        assert_error(refused, 401, "authentication required")
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+    assert client.get("/scoring", headers=bearer()).json["model"] == deployed.hex
+    app.extensions["drat"]["engine"].dispose()
+
+
+def test_no_api_token_means_open(project, deployed, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "")  # empty is unset
+    app = create_app(project)
+    client = app.test_client()
+    for method, url in every_route(app):
+        assert call(client, method, url, {}).status_code not in (401, 500), url
     app.extensions["drat"]["engine"].dispose()

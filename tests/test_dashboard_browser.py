@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from servers import add_csv, deploy, live_server, offline
+from conftest import add_csv, offline
+from servers import deploy, live_server
 
 import db
 from fullprocess import run_tick
@@ -79,5 +80,8 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         text = page.inner_text("body")
         assert "broken.csv" in text
         assert "drift: F1 on new data" in text
+        models = page.inner_text("h2:has-text('Models') + div.card")  # the models table, one row per model
+        assert models.count("all data ingested until then") == 2
+        assert "by fullprocess.py" in models
         assert page.get_attribute("a.button", "href") == "/report"
         page.close()

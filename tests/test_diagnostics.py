@@ -9,25 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import OUTDATED, add_csv
 
 import datagen
 import db
 import diagnostics
-import reporting
 from fullprocess import run_tick
 from ingestion import read_dataset
 from training import REFERENCE_ROWS, reference_path
-
-PACKAGES = [{"package": "pandas", "installed": "2.2.0", "latest": "3.1.1"}]
-
-
-@pytest.fixture
-def quiet(project, monkeypatch):
-    """The project with a fixed outdated-packages answer and no figures (tests/test_reporting.py
-    draws them): these ticks wait neither on pip and the network nor on matplotlib."""
-    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: PACKAGES)
-    monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
-    return project
 
 
 def rows_of(engine, table, hex_id):
@@ -122,59 +111,62 @@ def assert_rows_describe_finaldata(engine, config, hex_id):
     return final
 
 
-def test_a_deploying_tick_records_diagnostics_of_its_training_data(quiet, engine):
-    write_csv(quiet, "a.csv", with_missing_values(datagen.generate(3_000, seed=1), seed=1))
-    tick = run_tick(quiet, engine)
+def test_a_deploying_tick_records_diagnostics_of_its_training_data(project, engine, no_reports):
+    write_csv(project, "a.csv", with_missing_values(datagen.generate(3_000, seed=1), seed=1))
+    tick = run_tick(project, engine)
     assert tick.status == "deployed"
-    final = assert_rows_describe_finaldata(engine, quiet, tick.hex)
+    final = assert_rows_describe_finaldata(engine, project, tick.hex)
     assert 0 < dict((m.feature, m.percentage) for m in rows_of(engine, db.missing_data, tick.hex))["lastmonth_activity"]
     assert rows_of(engine, db.data_drift, tick.hex) == []  # nothing in production to compare with
     assert [(p.package, p.installed, p.latest) for p in rows_of(engine, db.outdated_packages, tick.hex)] == [
-        tuple(p.values()) for p in PACKAGES]
-    reference = pd.read_csv(reference_path(quiet, tick.hex))
-    assert list(reference.columns) == list(quiet.features)
+        tuple(p.values()) for p in OUTDATED]
+    reference = pd.read_csv(reference_path(project, tick.hex))
+    assert list(reference.columns) == list(project.features)
     assert len(reference) == len(final)  # all of the training rows, below the sample size
     assert [t.file for t in rows_of(engine, db.script_timing, tick.hex)] == ["ingestion.py", "training.py"]
 
 
-def test_a_later_tick_records_drift_of_its_new_rows_against_the_production_training_data(quiet, engine):
-    write_csv(quiet, "a.csv", datagen.generate(3_000, seed=1))
-    first = run_tick(quiet, engine)
-    shifted = datagen.generate(1_000, seed=2, shift=3)
-    write_csv(quiet, "shifted.csv", shifted)
-    second = run_tick(quiet, engine)
-    assert second.status in db.WORK_STATUSES
+def test_a_later_tick_records_drift_of_its_new_rows_against_the_production_training_data(project, engine, no_reports):
+    add_csv(project, "a.csv", 3_000, seed=1)
+    first = run_tick(project, engine)
+    # Activity tripled and labels inverted: data drift and model drift; the challenger learns the new
+    # rows and beats production on their held-out part.
+    shifted = datagen.generate(2_000, seed=2, shift=3, flip=1.0)
+    write_csv(project, "shifted.csv", shifted)
+    second = run_tick(project, engine)
+    assert second.status == "deployed", second.notes
+    assert second.data_drifted == ["lastmonth_activity", "lastyear_activity"]
     drift = rows_of(engine, db.data_drift, second.hex)
-    expected = diagnostics.data_drift(shifted, pd.read_csv(reference_path(quiet, first.hex)), quiet)
+    expected = diagnostics.data_drift(shifted, pd.read_csv(reference_path(project, first.hex)), project)
     assert [(d.feature, d.statistic, d.p_value, d.psi, d.drifted) for d in drift] == [
         (e["feature"], pytest.approx(e["statistic"]), pytest.approx(e["p_value"]), pytest.approx(e["psi"]), e["drifted"])
         for e in expected]
     assert {d.feature: d.drifted for d in drift} == {
         "lastmonth_activity": True, "lastyear_activity": True, "number_of_employees": False}
-    assert_rows_describe_finaldata(engine, quiet, second.hex)
+    assert_rows_describe_finaldata(engine, project, second.hex)
     with engine.connect() as conn:
         assert [t["file"] for t in diagnostics.execution_time(conn, second.hex)] == [
             t.file for t in rows_of(engine, db.script_timing, second.hex)]
 
 
-def test_a_tick_without_new_data_records_no_diagnostics(quiet, engine):
-    write_csv(quiet, "a.csv", datagen.generate(1_000, seed=1))
-    run_tick(quiet, engine)
-    idle = run_tick(quiet, engine)
+def test_a_tick_without_new_data_records_no_diagnostics(project, engine, no_reports):
+    add_csv(project, "a.csv", 1_000, seed=1)
+    run_tick(project, engine)
+    idle = run_tick(project, engine)
     assert idle.status == "no_new_data"
     for table in db.DIAGNOSTIC_TABLES.values():
         assert rows_of(engine, table, idle.hex) == []
 
 
-def test_model_predictions_on_a_frame_and_on_a_csv_file(quiet, engine):
-    write_csv(quiet, "a.csv", datagen.generate(2_000, seed=1))
-    run_tick(quiet, engine)
-    test = read_dataset(quiet.testdata_csv, quiet)
-    predicted = diagnostics.model_predictions(quiet, engine)
+def test_model_predictions_on_a_frame_and_on_a_csv_file(project, engine, no_reports):
+    add_csv(project, "a.csv", 2_000, seed=1)
+    run_tick(project, engine)
+    test = read_dataset(project.testdata_csv, project)
+    predicted = diagnostics.model_predictions(project, engine)
     assert len(predicted) == len(test)
     assert set(predicted) <= {0, 1}
-    assert diagnostics.model_predictions(quiet, engine, test) == predicted
-    assert diagnostics.model_predictions(quiet, engine, "testdata/testdata.csv") == predicted
+    assert diagnostics.model_predictions(project, engine, test) == predicted
+    assert diagnostics.model_predictions(project, engine, "testdata/testdata.csv") == predicted
 
 
 # --- outdated packages ---------------------------------------------------------------------------

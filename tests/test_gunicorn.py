@@ -1,9 +1,15 @@
 """The app as the Procfile serves it: gunicorn with two workers follows a redeploy without a restart."""
 
 import json
+import re
+import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
-from servers import RECORD, deploy, live_server, offline, redeploy
+from conftest import offline
+from servers import RECORD, deploy, live_server, redeploy
+
+WORKERS = 2
 
 
 def predict(url: str) -> dict:
@@ -13,14 +19,25 @@ def predict(url: str) -> dict:
         return json.load(response)
 
 
+def workers_that_loaded(log_text: str, model_hex: str) -> set[str]:
+    """Pids of the processes that logged loading a model (config.setup_logging tags lines name[pid])."""
+    return set(re.findall(rf"serving\[(\d+)\]: loaded production model {model_hex}", log_text))
+
+
 def test_every_gunicorn_worker_serves_the_redeployed_model(project, engine, tmp_path, monkeypatch):
     offline(monkeypatch)
     first = deploy(project, engine)
     log = tmp_path / "gunicorn.log"
-    with live_server(project, log, gunicorn_workers=2) as url:
+    with live_server(project, log, gunicorn_workers=WORKERS) as url:
         assert {predict(url)["model"] for _ in range(20)} == {first.hex}
         new_hex = redeploy(project, engine)
-        answers = [predict(url) for _ in range(40)]  # sequential requests, spread over both workers
+        answers, deadline = [], time.monotonic() + 60
+        with ThreadPoolExecutor(max_workers=4 * WORKERS) as pool:
+            # Concurrent requests: a sync worker answers one at a time, so they reach every worker.
+            while len(workers_that_loaded(log.read_text(), new_hex)) < WORKERS and time.monotonic() < deadline:
+                answers += pool.map(lambda _: predict(url), range(8 * WORKERS))
+    workers = set(re.findall(r"Booting worker with pid: (\d+)", log.read_text()))
+    assert len(workers) == WORKERS
+    assert workers_that_loaded(log.read_text(), new_hex) == workers
     assert {a["model"] for a in answers} == {new_hex}
     assert len({tuple(a["probabilities"]) for a in answers}) == 1
-    assert log.read_text().count(f"loaded production model {new_hex}") >= 1

@@ -77,3 +77,73 @@ def test_only_visible_csv_files_are_watched(sqlite_project):
     for name in ("notes.txt", ".partial.csv", "UPPER.CSV", "data.csv"):
         (folder / name).write_bytes(HEADER + name.encode() + b",1,2,3,0\n")
     assert [f.name for f in ingestion.find_new_files(sqlite_project, set(), {})] == ["UPPER.CSV", "data.csv"]
+
+
+# --- hardening (issue 11): no value stalls ingestion, no row goes wrong silently ------------------
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (HEADER + b"ab,1," + b"9" * 400 + b",3,0\n", "non-numeric or infinite value '999"),  # OverflowError in pandas
+    (HEADER + b"ab,1,2,3,0,\ncd,4,5,6,1,\n", "line 2 has 6 fields, the header has 5"),  # trailing commas
+    (HEADER + b"ab,1,2,3,0\ncd,4,5,6,1,7\n", "line 3 has 6 fields, the header has 5"),
+    (HEADER + b"ab,True,2,3,0\n", "non-numeric or infinite value 'True' in column lastmonth_activity"),
+    (HEADER + b"ab,1,2,3,True\n", "non-numeric or infinite value 'True' in column exited"),
+    (HEADER + b"ab,1,2,3,False\n", "non-numeric or infinite value 'False' in column exited"),
+    (HEADER.replace(b"exited", b"exited,exited") + b"ab,1,2,3,0,1\n", "column exited appears more than once"),
+])
+def test_values_pandas_cannot_convert_and_extra_fields_are_refused(sqlite_project, data, reason):
+    frame, error = ingestion.read_valid_rows(data, sqlite_project)
+    assert frame is None
+    assert error.startswith(reason), error
+
+
+def test_ids_are_kept_exactly_as_written(sqlite_project):
+    ids = ["00012", "NA", "null", "None", "N/A", "nan", "007.50", ""]
+    data = HEADER + b"".join(f"{i},1,2,3,{n % 2}\n".encode() for n, i in enumerate(ids))
+    frame, error = ingestion.read_valid_rows(data, sqlite_project)
+    assert error is None
+    assert frame["corporation"].tolist()[:-1] == ids[:-1]
+    assert frame["corporation"].isna().tolist() == [False] * 7 + [True]  # empty stays missing
+    ingestion.merge_rows(frame, sqlite_project)
+    stored = pd.concat([ingestion.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
+                        ingestion.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
+    assert sorted(stored["corporation"].dropna().tolist()) == sorted(ids[:-1])
+    assert stored["corporation"].isna().sum() == 1
+
+
+def test_a_huge_cell_is_echoed_as_a_short_excerpt(sqlite_project):
+    frame, error = ingestion.read_valid_rows(HEADER + b"ab," + b"x" * 5_000_000 + b",2,3,0\n", sqlite_project)
+    assert frame is None
+    assert error.startswith("non-numeric or infinite value 'xxx")
+    assert len(error) < 300
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "directory", "link to a fifo", "broken link"])
+def test_only_regular_files_are_read(sqlite_project, kind, tmp_path, request):
+    import os
+    import socket
+
+    folder = sqlite_project.input_folder_path
+    path = folder / "x.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        server = socket.socket(socket.AF_UNIX)
+        request.addfinalizer(server.close)
+        server.bind(str(path))
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "link to a fifo":
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    else:
+        path.symlink_to(tmp_path / "nothing-here")
+    (folder / "good.csv").write_bytes(HEADER + b"ab,1,2,3,0\n")
+    found = ingestion.find_new_files(sqlite_project, set(), {})  # never opens x.csv: a FIFO would block
+    assert [f.name for f in found] == ["good.csv", "x.csv"]
+    result = ingestion.ingest_files(sqlite_project, found)
+    records = {r["file"]: r for r in result.records}
+    assert records["good.csv"]["status"] == "ingested"
+    assert records["x.csv"]["status"] == "quarantined"
+    assert records["x.csv"]["error"].startswith("not a regular file: ")
+    again = ingestion.find_new_files(sqlite_project, {f.sha256 for f in found}, {})
+    assert again == []  # recorded once by its name and kind, skipped while it stays

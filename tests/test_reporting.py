@@ -6,15 +6,12 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-from conftest import write_config
+from conftest import OUTDATED, add_csv, write_config
 from PIL import Image
 from pypdf import PdfReader
 
 import config as config_module
-import datagen
 import db
-import diagnostics
 import fullprocess
 import plots
 import reporting
@@ -22,22 +19,8 @@ from config import PROJECT_DIR
 from fullprocess import run_tick
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PACKAGES = [{"package": "scikit-learn", "installed": "1.5.0", "latest": "1.9.1"}]
-
-
-@pytest.fixture
-def no_pip(monkeypatch):
-    """Ticks get a fixed outdated-packages answer instead of waiting on pip and the network."""
-    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: PACKAGES)
-
-
-def add_csv(config, name, rows, seed, **options):
-    datagen.generate(rows, seed=seed, **options).to_csv(config.input_folder_path / name, index=False)
-
-
 def plot_paths(config):
-    names = ["confusionmatrix.png", "f1.png", "timing.png", *(plots.file_name(f) for f in config.features)]
-    return [config.static_path / name for name in names]
+    return [config.static_path / name for name in plots.chart_files(config.features).values()]
 
 
 def assert_valid_png(path):
@@ -59,11 +42,11 @@ def pdf_text(path) -> str:
 def test_ticks_that_ingest_data_leave_plots_and_a_report(project, engine, no_pip):
     add_csv(project, "a.csv", 3_000, seed=1)
     first = run_tick(project, engine)
-    add_csv(project, "shifted.csv", 1_000, seed=2, shift=3)
+    add_csv(project, "shifted.csv", 2_000, seed=2, shift=3, flip=1.0)  # data drift; the retrained model is kept out
     (project.input_folder_path / "broken & <odd> name.csv").write_text("not,a\nvalid,file\n")
     second = run_tick(project, engine)
     assert first.status == "deployed"
-    assert second.status in db.WORK_STATUSES
+    assert second.status == "kept"
     assert not second.report_error
     for path in plot_paths(project):
         assert_valid_png(path)
@@ -73,7 +56,7 @@ def test_ticks_that_ingest_data_leave_plots_and_a_report(project, engine, no_pip
         assert tick.status in text
     text = pdf_text(project.reports_path / f"report_{second.hex}.pdf")
     for expected in ("broken & <odd> name.csv", "missing column(s)", "lastmonth_activity", "drifted",
-                     "Confusion matrix", "Missing data", "Step timings", "scikit-learn", "1.9.1"):
+                     "Confusion matrix", "Missing data", "Step timings", OUTDATED[0]["package"], OUTDATED[0]["latest"]):
         assert expected in text.replace("\n", " "), expected
 
 
@@ -137,3 +120,17 @@ def test_the_scripts_print_diagnostics_and_regenerate_the_report(tmp_path):
     again = run(str(root / "reporting.py"))
     assert again.returncode == 0, again.stderr
     assert tick_hex in pdf_text(report)
+
+
+def test_the_pdf_lays_out_any_number_of_files_and_any_message(project, engine, no_pip):
+    add_csv(project, "a.csv", 1_000, seed=1)
+    (project.input_folder_path / "huge_cell.csv").write_text(
+        "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\nab," + "x" * 2_000_000 + ",2,3,0\n")
+    for n in range(60):
+        (project.input_folder_path / f"bad_{n:02}_{'n' * 150}.csv").write_text(f"not,the,columns\n{n},2,3\n")
+    tick = run_tick(project, engine)
+    assert tick.status == "deployed"
+    assert not tick.report_error
+    text = pdf_text(project.reports_path / f"report_{tick.hex}.pdf").replace("\n", " ")
+    assert "and 42 more" in text
+    assert "/runs" in text

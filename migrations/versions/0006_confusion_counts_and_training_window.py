@@ -2,16 +2,16 @@
 first row of finaldata.csv a model trained on (models.train_first_row): pooled drift evidence and
 its standard error, and what each model learned.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,105 @@
+"""Properties of a tick, whatever lands in the input folder (arbitrary bytes, arbitrary file names,
+FIFOs and folders): it ends with a recorded status, the good file beside the rest is ingested, and
+the data sets hold exactly the rows of the ingested files, each as written in its source."""
+
+import csv
+import io
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import make_project, offline
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import datagen
+import db
+from fullprocess import run_tick
+from validation import MISSING
+
+HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
+CELLS = st.one_of(
+    st.integers(-5, 10**6).map(str), st.sampled_from(["", " 7", "0.5", "1e3", "NA", "null", "None", "N/A", "True",
+                                                       "inf", "-", "9" * 400, "00012", '"1,2"', "x\ty"]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=8),
+)
+NUMBER = st.one_of(st.integers(-10**9, 10**9).map(str), st.decimals(-10**6, 10**6, places=3).map(str),
+                   st.sampled_from(["", "NA", "null", " 5", "1e3"]))
+ID = st.one_of(st.sampled_from(["", "00012", "NA", "null", "None", "N/A", "nan", '" a,b "', '"x""y"']),
+               st.text(alphabet=st.characters(codec="utf-8", exclude_characters='\0\r\n",'), max_size=6))
+VALID_ROW = st.tuples(ID, NUMBER, NUMBER, NUMBER, st.sampled_from(["0", "1", " 1", "0.0"])).map(",".join)
+ROW = st.one_of(VALID_ROW, VALID_ROW, st.lists(CELLS, min_size=3, max_size=7).map(lambda cells: ",".join(cells)))
+CSV_LIKE = st.lists(ROW, max_size=6).map(lambda rows: "\n".join([HEADER, *rows]) + "\n").map(str.encode)
+VALID = st.lists(VALID_ROW, min_size=1, max_size=8).map(lambda rows: "\n".join([HEADER, *rows]) + "\n").map(str.encode)
+CONTENT = st.one_of(st.binary(max_size=200), CSV_LIKE, VALID, VALID.map(lambda b: b.replace(b"\n", b"\r\n")))
+NAME = st.binary(min_size=0, max_size=30).map(lambda b: b"z" + b.replace(b"/", b"_").replace(b"\0", b"_") + b".csv")
+ENTRY = st.tuples(NAME, st.sampled_from(["file"] * 8 + ["fifo", "directory"]), CONTENT)
+
+
+def source_rows(data: bytes) -> set[tuple]:
+    """The rows of a CSV file as written, read without pandas: ids as text, numbers as floats."""
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), skipinitialspace=True))
+    header, body = rows[0], [r for r in rows[1:] if r]
+    index = [header.index(c) for c in HEADER.split(",")]
+    return {row_key(*[row[i] if i < len(row) else "" for i in index]) for row in body}
+
+
+def row_key(corporation, *numbers) -> tuple:
+    values = [None if str(v).strip() in MISSING or (isinstance(v, float) and math.isnan(v)) else float(v)
+              for v in numbers]
+    return (None if corporation in ("", None) or corporation != corporation else str(corporation), *values)
+
+
+def stored_rows(config) -> list[tuple]:
+    import pandas as pd
+
+    from datafiles import read_dataset
+
+    frame = pd.concat([read_dataset(p, config) for p in (config.finaldata_csv, config.testdata_csv)])
+    return [row_key(*row) for row in frame[list(config.columns)].itertuples(index=False)]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    offline(monkeypatch)  # no network and no plots: the property is about ingestion
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(ENTRY, max_size=5, unique_by=lambda e: e[0]), seed=st.integers(0, 10**6))
+def test_any_input_folder_ends_in_a_recorded_tick_and_exact_rows(entries, seed):
+    with tempfile.TemporaryDirectory() as tmp:
+        config = make_project(Path(tmp) / "project", f"sqlite:///{tmp}/test.db")
+        folder = os.fsencode(config.input_folder_path)
+        for name, kind, data in entries:
+            path = os.path.join(folder, name)
+            if kind == "fifo":
+                os.mkfifo(path)
+            elif kind == "directory":
+                os.mkdir(path)
+            else:
+                with open(path, "wb") as handle:
+                    handle.write(data)
+        datagen.generate(300, seed=seed).to_csv(config.input_folder_path / "good.csv", index=False)
+        engine = db.make_engine(config.database_url)
+        try:
+            tick = run_tick(config, engine)
+            with engine.connect() as conn:
+                run = conn.execute(sa.select(db.runs)).one()
+                records = conn.execute(sa.select(db.ingested_files)).all()
+        finally:
+            engine.dispose()
+        assert (run.hex, run.status) == (tick.hex, "deployed")
+        assert run.finished_at is not None
+        assert {r.file: r.status for r in records}["good.csv"] == "ingested"
+        ingested = [r for r in records if r.status == "ingested"]
+        expected = set()
+        for record in ingested:
+            path = next(p for p in config.input_folder_path.iterdir()
+                        if os.fsencode(p.name).decode("utf-8", "backslashreplace") == record.file)
+            expected |= source_rows(path.read_bytes())
+        stored = stored_rows(config)
+        assert len(stored) == len(set(stored)) == sum(r.rows for r in ingested)
+        assert set(stored) == expected
