@@ -84,7 +84,7 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         assert "by fullprocess.py" in models
         card = page.inner_text("#latest-decision")  # the drifted tick's record, not its message
         assert card.split()[0] == "drift"  # the model-drift verdict badge comes first
-        assert "Model drift (raw)" in card
+        assert "Model drift (pooled)" in card
         assert "vs threshold" in card
         assert page.get_attribute("a.button", "href") == "/report"
         page.close()
