@@ -79,7 +79,7 @@ def _longer_row(decoded: str) -> str | None:
     import csv
 
     try:
-        reader = csv.reader(io.StringIO(decoded), skipinitialspace=True)
+        reader = csv.reader(io.StringIO(decoded, newline=""), skipinitialspace=True)
         header = next(reader, [])
         for row in reader:
             if len(row) > len(header):
@@ -93,7 +93,10 @@ def _check_header(decoded: str, columns) -> None:
     """A column named twice is ambiguous (pandas would rename the second to `name.1`)."""
     import csv
 
-    header = next(csv.reader(io.StringIO(decoded), skipinitialspace=True), [])
+    try:
+        header = next(csv.reader(io.StringIO(decoded, newline=""), skipinitialspace=True), [])
+    except csv.Error as exc:  # pandas read what the csv module cannot (a stray carriage return): refuse it
+        raise InvalidData(f"not a valid CSV file: {excerpt(str(exc), 200)}") from None
     for column in columns:
         if header.count(column) > 1:
             raise InvalidData(f"column {column} appears more than once")
