@@ -206,7 +206,7 @@ def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock
     if ingested.final is None:  # nothing merged this tick: the data set is the one on disk
         ingested = replace(ingested, final=datafiles.load(config, found.history)[0])
     with clock("diagnostics"):
-        rows = _diagnose(config, found.production, ingested)
+        rows = _diagnose(config, engine, found.production, ingested)
     return _decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
 
 
@@ -235,12 +235,12 @@ def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwa
     return Ingested(tuple(result.records), result.new_data, result.finaldata, ingestion.summary(result))
 
 
-def _diagnose(config: Config, production, ingested: Ingested) -> dict[str, list[dict]]:
+def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:
     """Statistics of the merged data, and data drift of the new rows against production's training data."""
     import diagnostics
 
     return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.final,
-                                        production.hex if production else None)
+                                        production.hex if production else None, engine)
 
 
 def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:
