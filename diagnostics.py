@@ -242,15 +242,32 @@ def training_reference(config: Config, model_hex: str):
     return pd.read_csv(path)
 
 
-def tick_diagnostics(config: Config, new_data, final, production_hex: str | None, engine) -> dict[str, list[dict]]:
-    """A tick's rows for db.record_diagnostics: statistics of finaldata (final), drift of the new
-    rows, and the last answer of the outdated-packages check (never waited for)."""
+def tick_diagnostics(config: Config, new_data, index: dict, production_hex: str | None, engine) -> dict[str, list[dict]]:
+    """A tick's rows for db.record_diagnostics: statistics of finaldata from its index (never read
+    whole here), drift of the new rows, and the last answer of the outdated-packages check."""
     reference = training_reference(config, production_hex) if production_hex else None
     return {
-        **training_data(final, config),
+        **indexed_summary(index, config, reference),
         "data_drift": [] if reference is None else data_drift(new_data, reference, config),
         "outdated_packages": known_outdated(config, engine),
     }
+
+
+def indexed_summary(index: dict, config: Config, reference) -> dict[str, list[dict]]:
+    """feature_stats and missing_data of all of finaldata from its running statistics (datafiles):
+    mean, sample std and missing shares are exact; the median is the production model's training
+    data's (its saved reference), None before the first model (a tick that trains replaces these
+    rows with the exact statistics of what it read)."""
+    stats = index["stats"]
+    features = []
+    for feature in config.features:
+        f = stats["features"][feature]
+        median = None if reference is None else _number(reference[feature].median())
+        features.append({"feature": feature, "mean": f["mean"] if f["n"] else None, "median": median,
+                         "std": math.sqrt(f["m2"] / (f["n"] - 1)) if f["n"] > 1 else None})
+    missing = [{"feature": c, "percentage": stats["missing"][c] / stats["rows"] if stats["rows"] else 0.0}
+               for c in config.columns]
+    return {"feature_stats": features, "missing_data": missing}
 
 
 def _print_table(title: str, header: list[str], rows: list) -> None:

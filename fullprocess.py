@@ -40,7 +40,7 @@ class Ingested:
 
     files: tuple[dict, ...]
     new_data: object  # pandas.DataFrame
-    final: object  # pandas.DataFrame of finaldata.csv after the merge (None until read when nothing merged)
+    index: dict | None  # the data sets' index after the merge (datafiles: rows, statistics), None until read
     summary: str
 
 
@@ -203,8 +203,8 @@ def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock
     ingested = _ingest(config, found.new_files, found.history, clock)
     if ingested.new_data.empty and not (force or untrained):
         return Work(run_hex, ingested)  # only quarantined or duplicate files: still no new data
-    if ingested.final is None:  # nothing merged this tick: the data set is the one on disk
-        ingested = replace(ingested, final=datafiles.load(config, found.history)[0])
+    if ingested.index is None:  # nothing merged this tick: the data sets are the ones on disk
+        ingested = replace(ingested, index=datafiles.prepare(config, found.history))
     with clock("diagnostics"):
         rows = _diagnose(config, engine, found.production, ingested)
     return _decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
@@ -218,8 +218,12 @@ def _decide(config: Config, engine, run_hex: str, production, ingested: Ingested
         with clock("drift_check"):
             drift = _check_drift(config, engine, production, ingested.new_data)
     reason = _retrain_reason(production, drift, force)
-    if reason is not None:
-        model, challenger = _train(config, run_hex, ingested.final, reason, clock)
+    if reason is not None:  # only a retrain reads the history: it trains on it, and describes it exactly
+        import diagnostics
+
+        final = datafiles.read_dataset(config.finaldata_csv, config)
+        rows = {**rows, **diagnostics.training_data(final, config)}
+        model, challenger = _train(config, run_hex, final, reason, clock)
         with clock("evaluation"):
             gate = _evaluate(config, engine, production, model)
     champion = production.hex if production is not None else None
@@ -232,14 +236,14 @@ def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwa
     """Validate and merge the new files (stored rows; the files are counted as ingested only at commit)."""
     with clock("ingestion"):
         result = ingestion.ingest_files(config, new_files, history)
-    return Ingested(tuple(result.records), result.new_data, result.finaldata, ingestion.summary(result))
+    return Ingested(tuple(result.records), result.new_data, result.index, ingestion.summary(result))
 
 
 def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:
     """Statistics of the merged data, and data drift of the new rows against production's training data."""
     import diagnostics
 
-    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.final,
+    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.index,
                                         production.hex if production else None, engine)
 
 
