@@ -129,7 +129,7 @@ def _journaled(config: Config, journal: dict) -> list[tuple[Path, int]]:
 
 
 def row_hashes(frame, config: Config):
-    """Two independent 64-bit hashes of each row's values (an (n, 2) uint64 array): rows are equal
+    """Two 64-bit hashes of each row's values, computed differently (an (n, 2) uint64 array): rows are equal
     when their hashes are (ids as text, a missing id apart from any text; numbers as floats)."""
     import numpy as np
     import pandas as pd
@@ -139,7 +139,8 @@ def row_hashes(frame, config: Config):
     for column in config.id_columns:  # NUL never passes validation: it stands for a missing id
         key[column] = key[column].where(key[column].notna(), "\0").astype(str)
     first = pd.util.hash_pandas_object(key, index=False).to_numpy()
-    second = pd.util.hash_pandas_object(key, index=False, hash_key="drat-row-hash-2!").to_numpy()
+    # pandas hashes numbers without the key: the second hash also combines the columns in reverse order.
+    second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!").to_numpy()
     return np.stack([first, second], axis=1).astype(np.uint64)
 
 
