@@ -162,10 +162,23 @@ def new_rows(frames: list, stored, config: Config):
     new = pd.concat([f[columns] for f in frames], ignore_index=True)
     owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
     hashes = row_hashes(new, config)
-    both = pd.DataFrame(np.concatenate([stored, hashes]))
-    fresh = ~both.duplicated().to_numpy()[len(stored):]
+    fresh = ~pd.DataFrame(hashes).duplicated().to_numpy() & ~_stored(hashes, stored)
     counts = np.bincount(owner[fresh], minlength=len(frames))
     return new[fresh].reset_index(drop=True), [int(n) for n in counts], hashes[fresh]
+
+
+def _stored(hashes, stored):
+    """True for each row whose hash pair is among the stored ones; the history's hashes are only
+    searched by their first half (a sorted search, no table of the whole history in memory)."""
+    import numpy as np
+    import pandas as pd
+
+    candidates = np.isin(hashes[:, 0], stored[:, 0])
+    if not candidates.any():
+        return candidates
+    near = stored[np.isin(stored[:, 0], hashes[candidates, 0])]  # the stored rows that may match
+    pairs = pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]])
+    return pd.MultiIndex.from_arrays([hashes[:, 0], hashes[:, 1]]).isin(pairs) & candidates
 
 
 def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dict:
