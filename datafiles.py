@@ -49,15 +49,21 @@ def read_dataset(path: Path, config: Config):
     return pd.read_csv(path, dtype={c: "str" for c in config.id_columns}, keep_default_na=False, na_values=[""])
 
 
-def held_out(frame, config: Config):
+def held_out(frame, config: Config, split=None):
     """True for rows held out as test data, chosen by a hash of the row's values, so a row
-    always lands on the same side: re-ingesting a file never moves or duplicates rows."""
+    always lands on the same side: re-ingesting a file never moves or duplicates rows.
+    `split`: that hash (split_hash), when it was computed already."""
+    buckets = (split_hash(frame, config) if split is None else split) % 10_000
+    return buckets < round(config.test_fraction * 10_000)
+
+
+def split_hash(frame, config: Config):
+    """The 64-bit hash of each row that chooses its side (features as floats, ids as text)."""
     import pandas as pd
 
     key = frame[list(config.columns)].astype({c: "float64" for c in config.features})
     key = key.astype({c: "str" for c in config.id_columns})
-    buckets = pd.util.hash_pandas_object(key, index=False).to_numpy() % 10_000
-    return buckets < round(config.test_fraction * 10_000)
+    return pd.util.hash_pandas_object(key, index=False).to_numpy()
 
 
 def check_present(config: Config, history: History) -> None:
@@ -138,7 +144,7 @@ def row_hashes(frame, config: Config):
     key = key.astype({c: "object" for c in config.id_columns})
     for column in config.id_columns:  # NUL never passes validation: it stands for a missing id
         key[column] = key[column].where(key[column].notna(), "\0").astype(str)
-    first = pd.util.hash_pandas_object(key, index=False).to_numpy()
+    first = split_hash(frame, config)  # the held-out split's own hash: computed once for both uses
     # pandas hashes numbers without the key: the second hash also combines the columns in reverse order.
     second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!").to_numpy()
     return np.stack([first, second], axis=1).astype(np.uint64)
@@ -187,7 +193,7 @@ def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dic
     if run_hex:  # written first: if this run never commits, the next ingestion cuts what follows
         journal = {"hex": run_hex, **{f"{k}_bytes": v for k, v in _sizes(config).items()}}
         storage.replace_atomically(journal_path(config), lambda handle: handle.write(json.dumps(journal).encode()))
-    side = held_out(added, config)
+    side = held_out(added, config, hashes[:, 0])
     for path, part in ((config.finaldata_csv, added[~side]), (config.testdata_csv, added[side])):
         _append_csv(path, part)
     with open(hashes_path(config), "ab") as handle:

@@ -142,7 +142,8 @@ def history_cost(scale: float, repeat: int) -> None:
     ratio = big["seconds"] / base["seconds"]
     record(f"100-row file on {large:,} rows of history against {small:,}",
            f"{big['seconds']:.2f} s against {base['seconds']:.2f} s: {ratio:.2f}x ({big['status']})", "<= 1.5x", ratio <= 1.5)
-    record(f"  its peak memory on {large:,} rows of history", f"{big['mb']:.0f} MB", "< 300 MB", big["mb"] < 300)
+    record(f"  its peak memory on {large:,} rows of history", f"{big['mb']:.0f} MB ({base['mb']:.0f} MB on {small:,})",
+           "< 300 MB", big["mb"] < 300)
 
 
 def ingestion_cost(scale: float, repeat: int) -> None:
@@ -154,6 +155,7 @@ def ingestion_cost(scale: float, repeat: int) -> None:
             root = copy_project(Path(tmp), with_samples=False)
             paths = add_files(root, rows, "new", 100)
             read = "import sys, pyarrow.csv as c\nfor p in sys.argv[1:]: c.read_csv(p)"
+            measure([sys.executable, str(root / "dbsetup.py")], cwd=root)  # the schema exists, as on any later run
             theirs.append(measure([sys.executable, "-c", read, *map(str, paths)])["seconds"])
             ours.append(measure([sys.executable, str(root / "ingestion.py")], cwd=root)["seconds"])
     ratio = statistics.median(ours) / statistics.median(theirs)
