@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
-DRIFT_TESTS = ("raw", "parametric", "nonparametric")
+DRIFT_TESTS = ("pooled", "raw", "parametric", "nonparametric")
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,19 @@ class Config:
     features: tuple[str, ...]
     id_columns: tuple[str, ...]  # read and kept, but never fed to the model
     test_fraction: float  # share of rows held out, chosen by a hash of the row (stable across ticks)
-    drift_test: str  # raw | parametric | nonparametric
+    drift_test: str  # pooled (default) | raw | parametric | nonparametric
+    drift_confidence: float  # pooled: one-sided confidence that F1 fell, split over the windows it looks at
     parametric_sigmas: float  # parametric: drift when F1 < mean - k*std of earlier scores
     nonparametric_iqr_factor: float  # nonparametric: drift when F1 < Q1 - k*IQR of earlier scores
+    drift_min_earlier_scores: int  # (non)parametric: fewer earlier scores of comparable size: the pooled test
     psi_threshold: float  # data drift: PSI at or above this is drift (0.2 is the usual "major shift")
     psi_bins: int  # quantile bins of the reference data for PSI
+    ks_threshold: float  # data drift: KS D at or above this (and above sampling noise) is drift
+    data_drift_confidence: float  # KS D must exceed its critical value at this confidence (per feature)
+    data_drift_retrains: bool  # a data-drift verdict retrains, like model drift
+    retrain_window_min_rows: int  # after drift the challenger learns the recent rows: at least this many new rows
+    gate_margin: float  # after a drift verdict the challenger is deployed unless worse than this in F1
+    gate_confidence: float  # one-sided confidence of the gate's paired comparison
     random_seed: int
     max_request_mb: int  # API request bodies above this get 413
     keep_reports: int  # report PDFs kept in the database (the newest); the files in reports/ stay
@@ -95,6 +103,7 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
         raise ValueError(f"config.json: missing key(s): {', '.join(sorted(missing))}")
     if raw["drift_test"] not in DRIFT_TESTS:
         raise ValueError(f"config.json: drift_test must be one of {DRIFT_TESTS}, not {raw['drift_test']!r}")
+    _check_ranges(raw)
     values = {k: project_dir / v if k in _PATH_KEYS else v for k, v in raw.items()}
     for key in ("features", "id_columns"):
         values[key] = tuple(values[key])
@@ -105,6 +114,17 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
         **values,
         alert_webhook_url=env_setting(project_dir, "ALERT_WEBHOOK_URL"),
     )
+
+
+def _check_ranges(raw: dict) -> None:
+    """Numbers whose meaning breaks outside a range fail loudly, naming the key."""
+    for key in ("drift_confidence", "data_drift_confidence", "gate_confidence"):
+        if not isinstance(raw[key], int | float) or not 0.5 <= raw[key] < 1:
+            raise ValueError(f"config.json: {key} must be a number from 0.5 to below 1, not {raw[key]!r}")
+    if not isinstance(raw["gate_margin"], int | float) or not 0 <= raw["gate_margin"] < 1:
+        raise ValueError(f"config.json: gate_margin must be a number from 0 to below 1, not {raw['gate_margin']!r}")
+    if not isinstance(raw["data_drift_retrains"], bool):
+        raise ValueError(f"config.json: data_drift_retrains must be true or false, not {raw['data_drift_retrains']!r}")
 
 
 def setup_logging(level: int = 20) -> None:

@@ -69,9 +69,15 @@ f1 = sa.Table(
     sa.Column("f1_score", sa.Float, nullable=False),
     sa.Column("hex", sa.String(32), nullable=False, index=True),
     sa.Column("model_hex", sa.String(32), nullable=False),  # the model that was scored
-    sa.Column("dataset", sa.String(40), nullable=False),  # testdata | newdata
+    sa.Column("dataset", sa.String(40), nullable=False),  # testdata | newdata | gate (recent held-out rows)
     sa.Column("rows", sa.Integer),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
+    # Confusion counts behind f1_score (NULL in rows written before they were kept): pooled over
+    # batches they give the exact F1 of all the rows and its standard error (scoring.Confusion).
+    sa.Column("tp", sa.Integer),
+    sa.Column("fp", sa.Integer),
+    sa.Column("fn", sa.Integer),
+    sa.Column("tn", sa.Integer),
 )
 
 feature_stats = sa.Table(
@@ -108,8 +114,17 @@ models = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("f1_score", sa.Float, nullable=False),  # on testdata when it was deployed
     sa.Column("train_rows", sa.Integer),
+    # What it learned: rows train_first_row .. train_first_row + train_rows - 1 of finaldata.csv (0-based,
+    # in arrival order): 0 for all of history, later for the recent window a drift retrain uses.
+    sa.Column("train_first_row", sa.Integer),
     sa.Column("deployed_at", UTCDateTime),
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
+    # Confusion counts behind f1_score on the held-out rows: the model's drift reference, with its
+    # standard error (NULL in rows written before they were kept).
+    sa.Column("tp", sa.Integer),
+    sa.Column("fp", sa.Integer),
+    sa.Column("fn", sa.Integer),
+    sa.Column("tn", sa.Integer),
 )
 
 deployments = sa.Table(
@@ -209,7 +224,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0007"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0008"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
@@ -395,21 +410,34 @@ def production_model(conn: sa.Connection):
     return conn.execute(sa.select(models).where(models.c.is_production)).first()
 
 
-def model_scores(conn: sa.Connection, model_hex: str) -> list[float]:
-    """Every F1 recorded for one model, oldest first: its reference score and later checks."""
-    query = sa.select(f1.c.f1_score).where(f1.c.model_hex == model_hex).order_by(f1.c.id)
-    return list(conn.execute(query).scalars())
+COUNTS = ("tp", "fp", "fn", "tn")
 
 
-def record_f1(conn: sa.Connection, hex_id: str, model_hex: str, score: float, dataset: str, rows: int) -> None:
-    conn.execute(f1.insert().values(hex=hex_id, model_hex=model_hex, f1_score=score,
-                                    dataset=dataset, rows=rows, is_production=False))
+def batches_since_deployment(conn: sa.Connection, model_hex: str) -> list:
+    """The production model's scores on new data since it was last deployed or kept by the gate,
+    oldest first, with their confusion counts (rows recorded without counts are left out: they
+    cannot be pooled). After the gate kept it, the evidence that led there has been acted on."""
+    deployed = (sa.select(sa.func.max(f1.c.id))
+                .where(f1.c.model_hex == model_hex, f1.c.is_production | (f1.c.dataset == "gate")).scalar_subquery())
+    query = (sa.select(f1.c.f1_score, f1.c.rows, *(f1.c[c] for c in COUNTS))
+             .where(f1.c.model_hex == model_hex, f1.c.dataset == "newdata", f1.c.id > deployed, f1.c.tp.is_not(None))
+             .order_by(f1.c.id))
+    return conn.execute(query).all()
 
 
-def record_model(conn: sa.Connection, hex_id: str, path: str, sha256: str, score: float, train_rows: int) -> None:
-    """Record a trained model (not yet production) with its F1 on the held-out test data."""
-    conn.execute(models.insert().values(hex=hex_id, path=path, sha256=sha256, f1_score=score,
-                                        train_rows=train_rows, is_production=False))
+def record_f1(conn: sa.Connection, hex_id: str, model_hex: str, score: float, dataset: str, rows: int,
+              counts: dict[str, int] | None = None) -> None:
+    # a dict, not keywords: values(fn=...) would clash with SQLAlchemy's own parameter name
+    conn.execute(f1.insert().values({"hex": hex_id, "model_hex": model_hex, "f1_score": score, "dataset": dataset,
+                                     "rows": rows, "is_production": False, **(counts or {})}))
+
+
+def record_model(conn: sa.Connection, hex_id: str, path: str, sha256: str, score: float, train_rows: int,
+                 counts: dict[str, int] | None = None, train_first_row: int = 0) -> None:
+    """Record a trained model (not yet production) with its F1 (and counts) on the held-out rows."""
+    conn.execute(models.insert().values({"hex": hex_id, "path": path, "sha256": sha256, "f1_score": score,
+                                         "train_rows": train_rows, "train_first_row": train_first_row,
+                                         "is_production": False, **(counts or {})}))
 
 
 def get_model(conn: sa.Connection, hex_id: str):
@@ -431,8 +459,8 @@ def set_production(conn: sa.Connection, hex_id: str, run_hex: str, decided_by: s
     conn.execute(models.update().where(models.c.is_production).values(is_production=False))
     conn.execute(f1.update().where(f1.c.is_production).values(is_production=False))
     conn.execute(models.update().where(models.c.hex == hex_id).values(is_production=True, deployed_at=deployed_at))
-    conn.execute(f1.insert().values(hex=run_hex, model_hex=hex_id, f1_score=row.f1_score, dataset="testdata",
-                                    is_production=True))
+    conn.execute(f1.insert().values({"hex": run_hex, "model_hex": hex_id, "f1_score": row.f1_score, "dataset": "testdata",
+                                     "is_production": True, **{c: getattr(row, c) for c in COUNTS}}))
     conn.execute(deployments.insert().values(model_hex=hex_id, hex=run_hex, deployed_at=deployed_at,
                                              decided_by=decided_by, reason=reason))
 

@@ -19,7 +19,7 @@ import db
 class ModelDrift:
     """The production model's F1 on the new rows against its reference, and the verdict."""
 
-    test: str  # raw | parametric | nonparametric (config.drift_test)
+    test: str  # the test applied: config.drift_test, or pooled where a test fell back to it
     new_f1: float
     new_rows: int
     reference_f1: float | None  # the production model's F1 when it was deployed
@@ -50,6 +50,7 @@ class Challenger:
     sha256: str
     train_rows: int
     retrain_reason: str  # why the tick trained it
+    first_row: int = 0  # of finaldata.csv: it learned the rows from here on (a recent window after drift)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Gate:
     difference: float | None = None  # challenger - champion
     interval_low: float | None = None
     interval_high: float | None = None
+    challenger_counts: object = None  # scoring.Confusion on the rows judged: its drift reference once deployed
+    champion_counts: object = None
 
 
 @dataclass(frozen=True)

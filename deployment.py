@@ -82,11 +82,13 @@ def list_models(conn: sa.Connection) -> list[ModelRecord]:
 
 
 def _trained_on(row) -> str:
-    """What the model was trained on: its recorded window when the models table has one, else its rows."""
-    recorded = row._mapping.get("trained_on")
-    if recorded:
-        return recorded
-    return "all data ingested until then" + (f" ({row.train_rows:,} rows)" if row.train_rows is not None else "")
+    """What the model was trained on: the rows of finaldata.csv from train_first_row on, as it stood then."""
+    if row.train_rows is None:
+        return "all data ingested until then"
+    if not row.train_first_row:
+        return f"all data ingested until then ({row.train_rows:,} rows)"
+    first = row.train_first_row + 1  # as a person counts the data rows of finaldata.csv
+    return f"the latest {row.train_rows:,} rows (rows {first:,} to {first + row.train_rows - 1:,} of finaldata.csv)"
 
 
 def render_models(records: list[ModelRecord]) -> str:

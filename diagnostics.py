@@ -204,8 +204,19 @@ def _bin_shares(values, edges):
     return np.maximum(shares, PSI_EPSILON)
 
 
+def ks_critical_value(new_rows: int, reference_rows: int, confidence: float) -> float:
+    """The KS D that two samples of one distribution exceed with probability 1 - confidence
+    (the asymptotic two-sample bound; conservative for counts with ties)."""
+    if not new_rows or not reference_rows:
+        return math.inf
+    c = math.sqrt(-math.log((1 - confidence) / 2) / 2)
+    return c * math.sqrt((new_rows + reference_rows) / (new_rows * reference_rows))
+
+
 def data_drift(new, reference, config: Config) -> list[dict]:
-    """KS statistic, p-value and PSI of each feature of the new rows against the reference rows."""
+    """KS statistic, p-value and PSI of each feature of the new rows against the reference rows,
+    and the verdict: PSI at least psi_threshold, or KS D at least ks_threshold and beyond the
+    sampling noise of both sample sizes."""
     import numpy as np
     from scipy.stats import ks_2samp
 
@@ -220,12 +231,16 @@ def data_drift(new, reference, config: Config) -> list[dict]:
         actual_present, expected_present = actual[~np.isnan(actual)], expected[~np.isnan(expected)]
         ks = ks_2samp(actual_present, expected_present) if actual_present.size and expected_present.size else None
         psi = population_stability_index(expected, actual, bins)
-        # The verdict is the effect size (PSI), not the KS p-value: a p-value answers "are the
-        # distributions identical?", so at a million rows it flags trivial shifts, and at any
-        # size it flags 5% of samples from one unchanged distribution (per feature, per tick).
-        rows.append({"feature": feature, "statistic": None if ks is None else float(ks.statistic),
-                     "p_value": None if ks is None else float(ks.pvalue), "psi": psi,
-                     "drifted": bool(psi >= config.psi_threshold)})
+        # The verdict rests on effect sizes that do not grow with n, not on the KS p-value: a
+        # p-value answers "are the distributions identical?", so at a million rows it flags trivial
+        # shifts. KS D is the largest gap between the two CDFs (0 to 1, the same scale at any
+        # size); it must also exceed what sampling noise gives at these sizes, so a small batch
+        # does not raise an alarm. PSI catches what moves many quantiles at once.
+        noise = ks_critical_value(actual_present.size, expected_present.size, config.data_drift_confidence)
+        d = None if ks is None else float(ks.statistic)
+        shifted = d is not None and d >= max(config.ks_threshold, noise)
+        rows.append({"feature": feature, "statistic": d, "p_value": None if ks is None else float(ks.pvalue),
+                     "psi": psi, "drifted": bool(psi >= config.psi_threshold or shifted)})
     return rows
 
 

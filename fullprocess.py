@@ -57,6 +57,7 @@ class Work:
     gate: Gate | None = None
     champion_hex: str | None = None  # the model in production when the tick started
     decision: Decision | None = None
+    batch: object = None  # scoring.Confusion of the production model on this tick's new rows
 
     @property
     def status(self) -> str:
@@ -74,12 +75,13 @@ class Work:
 
     @property
     def scores(self) -> list[tuple]:
-        """(model hex, F1, dataset, rows) of the production model scored by this tick."""
+        """(model hex, scoring.Confusion, dataset) of the production model scored by this tick: on its new
+        rows (the drift evidence) and in the gate."""
         scores = []
-        if self.drift is not None:
-            scores.append((self.champion_hex, self.drift.new_f1, "newdata", self.drift.new_rows))
-        if self.gate is not None and self.gate.champion_f1 is not None:
-            scores.append((self.champion_hex, self.gate.champion_f1, "testdata", self.gate.rows))
+        if self.batch is not None:
+            scores.append((self.champion_hex, self.batch, "newdata"))
+        if self.gate is not None and self.gate.champion_counts is not None:
+            scores.append((self.champion_hex, self.gate.champion_counts, "gate"))
         return scores
 
 
@@ -93,6 +95,7 @@ class TickResult:
     decision: Decision | None
     report_error: str  # '' when the plots and the PDF were written (or none were due)
     stages: dict[str, float]  # seconds per stage
+    drift: ModelDrift | None = None  # the model-drift verdict, with the rule behind it
 
 
 class Stopwatch:
@@ -134,7 +137,7 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
     if report_hex:
         with clock("report"):
             report_error = _report(config, engine, report_hex)
-    return TickResult(work.hex, work.status, work.summary, work.decision, report_error, clock.stages)
+    return TickResult(work.hex, work.status, work.summary, work.decision, report_error, clock.stages, work.drift)
 
 
 def _look(config: Config, engine, run_hex: str) -> Found:
@@ -213,23 +216,24 @@ def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock
 def _decide(config: Config, engine, run_hex: str, production, ingested: Ingested, rows: dict, force: bool,
             clock: Stopwatch) -> Work:
     """The drift verdicts, and the challenger and the gate's decision when the tick retrains."""
-    drift = challenger = gate = None
+    drift = batch = challenger = gate = None
     if production is not None and not ingested.new_data.empty:
         with clock("drift_check"):
-            drift = _check_drift(config, engine, production, ingested.new_data)
-    reason = _retrain_reason(production, drift, force)
+            drift, batch = _check_drift(config, engine, production, ingested.new_data)
+    data_drift = _data_drift(config, rows)
+    reason = _retrain_reason(config, production, drift, data_drift, force)
     if reason is not None:  # only a retrain reads the history: it trains on it, and describes it exactly
         import diagnostics
 
         final = datafiles.read_dataset(config.finaldata_csv, config)
         rows = {**rows, **diagnostics.training_data(final, config)}
-        model, challenger = _train(config, run_hex, final, reason, clock)
+        window = _retrain_window(config, production, drift, data_drift, ingested.new_data)
+        model, challenger = _train(config, run_hex, final, reason, window, clock)
         with clock("evaluation"):
-            gate = _evaluate(config, engine, production, model)
+            gate = _evaluate(config, engine, production, model, window, after_drift=bool(drift and drift.drifted))
     champion = production.hex if production is not None else None
-    data_drift = _data_drift(config, rows)
     decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion)
-    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision)
+    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision, batch)
 
 
 def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwatch) -> Ingested:
@@ -248,7 +252,7 @@ def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[st
 
 
 def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:
-    """The data-drift verdict of the diagnostics' PSI rows; None when it was not measured."""
+    """The data-drift verdict of the diagnostics' rows (PSI, or KS D beyond its noise); None when not measured."""
     measured = rows.get("data_drift", [])
     if not measured:
         return None
@@ -256,62 +260,87 @@ def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None
     return DataDrift(drifted=bool(drifted), features=drifted, threshold=config.psi_threshold)
 
 
-def _check_drift(config: Config, engine, production, new_data) -> ModelDrift:
-    """Score the production model on the new rows and apply the configured drift test."""
-    from scoring import detect_model_drift, load_production_model, score_model
+def _check_drift(config: Config, engine, production, new_data):
+    """Score the production model on the new rows and apply the configured drift test to them and to its
+    earlier batches since deployment: (ModelDrift, this batch's scoring.Confusion)."""
+    from scoring import Confusion, confusion, detect_model_drift, load_production_model
 
     with engine.connect() as conn:
-        earlier = db.model_scores(conn, production.hex)
+        earlier = [Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in db.batches_since_deployment(conn, production.hex)]
         _, model = load_production_model(conn, config)
-    new_f1 = score_model(model, new_data, config)
-    return detect_model_drift(new_f1, len(new_data), production.f1_score, earlier, config)
+    batch = confusion(model, new_data, config)
+    has_counts = production.tp is not None  # a model recorded before counts were kept has only its F1
+    reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if has_counts else None
+    verdict = detect_model_drift([*earlier, batch], production.f1_score, reference, config)
+    drift = ModelDrift(test=verdict.test, new_f1=verdict.f1, new_rows=verdict.rows, reference_f1=verdict.reference_f1,
+                       reference_rows=reference.rows if reference else None, threshold=verdict.threshold,
+                       drifted=verdict.drifted, rule=verdict.rule, std_error=verdict.std_error)
+    return drift, batch
 
 
-def _retrain_reason(production, drift: ModelDrift | None, force: bool) -> str | None:
+def _retrain_reason(config: Config, production, drift: ModelDrift | None, data: DataDrift | None,
+                    force: bool) -> str | None:
     """Why the tick trains a challenger; None when it does not."""
     if production is None:
         return "no model in production yet"
     if drift is not None and drift.drifted:
         return "model drift"
+    if data is not None and data.drifted and config.data_drift_retrains:
+        return "data drift"
     return "forced (--force)" if force else None
 
 
-def _train(config: Config, run_hex: str, final, reason: str, clock: Stopwatch):
-    """Train on all ingested data and save the model file: (model, Challenger)."""
+def _retrain_window(config: Config, production, drift: ModelDrift | None, data: DataDrift | None,
+                    new_data) -> int | None:
+    """How many of the latest new rows showed the drift (None: no drift, learn all of history): the rows
+    the drift test pooled, or this tick's rows for data drift alone. The challenger learns the training
+    part of at least retrain_window_min_rows of them; the gate judges on the held-out part of the window
+    alone: the new regime, not a mix."""
+    if production is None:
+        return None  # the first model: all of history
+    if drift is not None and drift.drifted:
+        return drift.new_rows
+    return len(new_data) if data is not None and data.drifted else None  # --force on unchanged data: all of history
+
+
+def _train(config: Config, run_hex: str, final, reason: str, window: int | None, clock: Stopwatch):
+    """Train on the latest rows of the window (all ingested data without one) and save the model file:
+    (model, Challenger)."""
     import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
 
     from training import train_and_save
 
+    learned = None if window is None else max(window, config.retrain_window_min_rows)
+    first_row = 0 if learned is None else max(0, len(final) - round(learned * (1 - config.test_fraction)))
     with clock("training"):
-        model, path, sha = train_and_save(final, config, run_hex)
-    return model, Challenger(run_hex, path, sha, len(final), reason)
+        model, path, sha = train_and_save(final.iloc[first_row:], config, run_hex)
+    return model, Challenger(run_hex, path, sha, len(final) - first_row, reason, first_row)
 
 
-def _evaluate(config: Config, engine, production, model) -> Gate:
-    """Score the challenger and the champion on the held-out rows and apply the gate."""
-    from scoring import evaluation_data, load_production_model, score_model
+def _evaluate(config: Config, engine, production, model, window: int | None, after_drift: bool) -> Gate:
+    """The gate: challenger against champion on held-out rows of the window (recent rows neither trained on),
+    paired (scoring.gate): non-inferiority after a drift verdict, superiority without one."""
+    from scoring import confusion, evaluation_data, gate, load_production_model
 
     held_out = evaluation_data(config)
-    new_f1 = score_model(model, held_out, config)
-    old_f1 = None
-    if production is not None:
-        with engine.connect() as conn:
-            _, old_model = load_production_model(conn, config)
-        old_f1 = score_model(old_model, held_out, config)
-    return deployment_gate(new_f1, old_f1, len(held_out))
-
-
-def deployment_gate(challenger_f1: float, champion_f1: float | None, rows: int) -> Gate:
-    """Deploy the challenger when there is no champion or it is at least as good on the held-out rows."""
-    if champion_f1 is None:
-        return Gate(challenger_f1, None, rows, rule="first model", deploy=True,
+    if window is not None:
+        held_out = held_out.tail(max(1, round(window * config.test_fraction)))
+    new = confusion(model, held_out, config)
+    if production is None:
+        return Gate(new.f1, None, new.rows, rule="first model", deploy=True, challenger_counts=new,
                     reason="no model in production: the first model is deployed")
-    deploy = challenger_f1 >= champion_f1
-    comparison = ">=" if deploy else "<"
-    return Gate(challenger_f1, champion_f1, rows, rule="at least as good", deploy=deploy, margin=0.0,
-                difference=challenger_f1 - champion_f1,
-                reason=f"new model F1 {challenger_f1:.4f} {comparison} production {champion_f1:.4f} "
-                       f"on {rows:,} held-out rows")
+    needed = round(config.retrain_window_min_rows * config.test_fraction)
+    if window is not None and len(held_out) < needed:  # no gate yet: the drift evidence keeps accumulating
+        return Gate(new.f1, None, new.rows, rule="too few recent held-out rows", deploy=False, challenger_counts=new,
+                    reason=f"kept: {len(held_out)} held-out rows of the latest {window} new rows are too few to "
+                           f"judge the challenger on the new regime (at least {needed})")
+    with engine.connect() as conn:
+        _, old_model = load_production_model(conn, config)
+    verdict = gate(model, old_model, held_out, config, after_drift)
+    rule = "non-inferiority" if after_drift else "superiority"  # the full wording is in the reason
+    return Gate(verdict.new.f1, verdict.old.f1, verdict.new.rows, rule=rule, deploy=verdict.deploy,
+                reason=verdict.describe(), margin=-verdict.bar, difference=verdict.difference,
+                interval_low=verdict.lower, challenger_counts=verdict.new, champion_counts=verdict.old)
 
 
 def _commit(config: Config, engine, work: Work, stages: dict[str, float]) -> None:
@@ -331,14 +360,14 @@ def _commit(config: Config, engine, work: Work, stages: dict[str, float]) -> Non
 def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
     """The rows of what the tick found and decided, in the caller's transaction."""
     db.record_files(conn, work.hex, list(work.ingested.files) if work.ingested else [])
-    for model_hex, score, dataset, rows in work.scores:
-        db.record_f1(conn, work.hex, model_hex, score, dataset, rows)
+    for model_hex, counts, dataset in work.scores:
+        db.record_f1(conn, work.hex, model_hex, counts.f1, dataset, counts.rows, counts.as_row())
     db.record_timing(conn, work.hex, {script: stages[stage] for stage, script in SCRIPT_TIMING.items() if stage in stages})
     if work.challenger is not None:
         from training import record_model
 
-        c = work.challenger
-        record_model(conn, config, work.hex, c.path, c.sha256, work.gate.challenger_f1, c.train_rows)
+        c, counts = work.challenger, work.gate.challenger_counts
+        record_model(conn, config, work.hex, c.path, c.sha256, counts.f1, c.train_rows, counts.as_row(), c.first_row)
     db.record_diagnostics(conn, work.hex, work.diagnostics)
     if work.decision is not None:
         decisions.record(conn, work.decision)

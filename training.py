@@ -60,7 +60,8 @@ def relative_to_project(path, config: Config) -> str:
         return str(path)
 
 
-def record_model(conn, config: Config, model_hex: str, path: str, sha: str, score: float, train_rows: int) -> None:
+def record_model(conn, config: Config, model_hex: str, path: str, sha: str, score: float, train_rows: int,
+                 counts: dict[str, int] | None = None, train_first_row: int = 0) -> None:
     """Record a trained model (not yet production) with its F1 on held-out data, and keep its bytes
     and its drift reference in the database, in the caller's transaction: the API reads only there."""
     import gzip
@@ -68,7 +69,7 @@ def record_model(conn, config: Config, model_hex: str, path: str, sha: str, scor
     data = (config.project_dir / path).read_bytes()
     if storage.sha256_bytes(data) != sha:
         raise storage.ModelIntegrityError(f"{path} changed since model {model_hex} was trained")
-    db.record_model(conn, model_hex, path, sha, score, train_rows)
+    db.record_model(conn, model_hex, path, sha, score, train_rows, counts, train_first_row)
     db.store_artifact(conn, "model", model_hex, data)
     reference = reference_path(config, model_hex)
     if reference.is_file():
@@ -91,7 +92,7 @@ def main() -> int:
     from config import load_config, setup_logging
     from diagnostics import training_data
     from ingestion import read_dataset
-    from scoring import evaluation_data, score_model
+    from scoring import confusion, evaluation_data
 
     setup_logging()
     config = load_config()
@@ -101,9 +102,10 @@ def main() -> int:
         started = time.perf_counter()
         model, path, sha = train_and_save(frame, config, run_hex)
         seconds = time.perf_counter() - started
-        score = score_model(model, evaluation_data(config), config)
+        counts = confusion(model, evaluation_data(config), config)
+        score = counts.f1
         with engine.begin() as conn:  # what a tick records for its training: deploying the model makes it production's
-            record_model(conn, config, run_hex, path, sha, score, len(frame))
+            record_model(conn, config, run_hex, path, sha, score, len(frame), counts.as_row())
             db.record_diagnostics(conn, run_hex, training_data(frame, config))
             db.record_timing(conn, run_hex, {"training.py": seconds})
             db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")

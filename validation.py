@@ -49,7 +49,6 @@ def parse_csv(data: bytes, text=(), numeric=()):
     """CSV bytes (UTF-8, a BOM allowed) as a DataFrame named by the header: `text` columns as
     written (only an empty cell is missing), `numeric` columns typed by pandas with MISSING as
     missing (checked by numbers()); a row with more fields than the header is an error."""
-    import warnings
 
     import pandas as pd
 
@@ -63,14 +62,14 @@ def parse_csv(data: bytes, text=(), numeric=()):
         raise InvalidData("not a text file (contains NUL bytes)")
     missing = {c: [""] for c in text} | {c: sorted(MISSING) for c in numeric}
     try:
-        with warnings.catch_warnings():  # index_col=False: extra fields warn instead of shifting the row
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.StringIO(decoded), dtype={c: str for c in text}, keep_default_na=False,
-                                na_values=missing, skipinitialspace=True, index_col=False)
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        frame = pd.read_csv(io.StringIO(decoded), dtype={c: str for c in text}, keep_default_na=False,
+                            na_values=missing, skipinitialspace=True)
+    except pd.errors.ParserError as exc:  # some rows longer than the header
         raise InvalidData(_longer_row(decoded) or _parser_reason(str(exc))) from None
     except (pd.errors.EmptyDataError, ValueError) as exc:
         raise InvalidData(f"not a valid CSV file: {excerpt(str(exc).strip().splitlines()[0], 200)}") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # every data row longer: pandas took the first fields as an index
+        raise InvalidData(_longer_row(decoded) or "the rows have more fields than the header (a trailing comma?)")
     _check_header(decoded, [*text, *numeric])
     return frame
 

@@ -80,11 +80,12 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         text = page.inner_text("body")
         assert "broken.csv" in text
         models = page.inner_text("h2:has-text('Models') + div.card")  # the models table, one row per model
-        assert models.count("all data ingested until then") == 2
+        assert models.count("all data ingested until then") == 1  # the first model
+        assert "the latest 800 rows (rows" in models  # the drifted tick's challenger learned the recent window
         assert "by fullprocess.py" in models
         card = page.inner_text("#latest-decision")  # the drifted tick's record, not its message
         assert card.split()[0] == "drift"  # the model-drift verdict badge comes first
-        assert "Model drift (raw)" in card
+        assert "Model drift (pooled)" in card
         assert "vs threshold" in card
         assert page.get_attribute("a.button", "href") == "/report"
         page.close()

@@ -49,6 +49,25 @@ def test_a_feature_multiplied_by_3_is_drifted(sqlite_project, rows, feature):
     assert verdicts == {f: f == feature for f in project.features}
 
 
+@pytest.mark.parametrize("rows", [20_000, 200_000])
+def test_lastmonth_activity_times_1_2_alone_is_drifted_from_20000_rows(sqlite_project, rows):
+    reference = datagen.generate(8_000, seed=1)
+    new = datagen.generate(rows, seed=2, scale={"lastmonth_activity": 1.2})
+    result = {r["feature"]: r for r in diagnostics.data_drift(new, reference, sqlite_project)}
+    assert {f: r["drifted"] for f, r in result.items()} == {f: f == "lastmonth_activity" for f in sqlite_project.features}
+    assert result["lastmonth_activity"]["psi"] < sqlite_project.psi_threshold  # PSI alone misses it; KS D sees it
+
+
+def test_small_batches_need_a_larger_ks_d(sqlite_project):
+    critical = [diagnostics.ks_critical_value(n, 8_000, sqlite_project.data_drift_confidence) for n in (200, 2_000, 20_000)]
+    assert critical == sorted(critical, reverse=True)
+    assert critical[0] > 0.1 > sqlite_project.ks_threshold  # 200 rows: noise alone reaches well past the threshold
+    assert diagnostics.ks_critical_value(0, 8_000, 0.999) == np.inf
+    for seed in range(10):  # 200 rows of one distribution: never drifted
+        result = diagnostics.data_drift(datagen.generate(200, seed=seed), datagen.generate(8_000, seed=99), sqlite_project)
+        assert not any(r["drifted"] for r in result), result
+
+
 def test_psi_copes_with_repeated_values_out_of_range_values_and_missing_values():
     zeros = np.zeros(1_000)
     assert diagnostics.population_stability_index(zeros, zeros, 10) == 0
@@ -111,11 +130,13 @@ def test_a_deploying_tick_records_diagnostics_of_its_training_data(project, engi
 def test_a_later_tick_records_drift_of_its_new_rows_against_the_production_training_data(project, engine, no_reports):
     add_csv(project, "a.csv", 3_000, seed=1)
     first = run_tick(project, engine)
-    # Activity tripled and labels inverted: data drift, and a retrained model that loses to production.
+    # Activity tripled and labels inverted: data drift and model drift; the challenger learns the new
+    # rows and beats production on their held-out part.
     shifted = datagen.generate(2_000, seed=2, shift=3, flip=1.0)
     write_csv(project, "shifted.csv", shifted)
     second = run_tick(project, engine)
-    assert second.status == "kept", second.summary
+    assert second.status == "deployed", second.summary
+    assert second.decision.drifted_features == ("lastmonth_activity", "lastyear_activity")
     drift = rows_of(engine, db.data_drift, second.hex)
     expected = diagnostics.data_drift(shifted, pd.read_csv(reference_path(project, first.hex)), project)
     assert [(d.feature, d.statistic, d.p_value, d.psi, d.drifted) for d in drift] == [
