@@ -20,6 +20,7 @@ from config import Config
 
 log = logging.getLogger(__name__)
 REBUILD = "python ingestion.py --rebuild"
+HASH_CHUNK_ROWS = 500_000  # stored row hashes searched at a time (8 MB): a tick's memory does not grow with history
 
 
 class DataSetsLost(RuntimeError):
@@ -160,7 +161,8 @@ def stored_hashes(config: Config):
 
 def new_rows(frames: list, stored, config: Config):
     """(rows to append, rows each frame adds, their hashes): a row counts for the first frame that
-    has it, and only if the data sets do not hold it already (`stored`: their row hashes)."""
+    has it, and only if the data sets do not hold it already (`stored`: their row hashes, an array
+    or chunks of it)."""
     import numpy as np
     import pandas as pd
 
@@ -174,17 +176,30 @@ def new_rows(frames: list, stored, config: Config):
 
 
 def _stored(hashes, stored):
-    """True for each row whose hash pair is among the stored ones; the history's hashes are only
-    searched by their first half (a sorted search, no table of the whole history in memory)."""
+    """True for each row whose hash pair is among the stored ones: `stored` is an array of them or
+    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk."""
     import numpy as np
     import pandas as pd
 
-    candidates = np.isin(hashes[:, 0], stored[:, 0])
-    if not candidates.any():
-        return candidates
-    near = stored[np.isin(stored[:, 0], hashes[candidates, 0])]  # the stored rows that may match
-    pairs = pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]])
-    return pd.MultiIndex.from_arrays([hashes[:, 0], hashes[:, 1]]).isin(pairs) & candidates
+    found = np.zeros(len(hashes), dtype=bool)
+    new = pd.MultiIndex.from_arrays([hashes[:, 0], hashes[:, 1]])
+    for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
+        near = chunk[np.isin(chunk[:, 0], hashes[:, 0])]  # the stored rows that may match
+        if len(near):
+            found |= new.isin(pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]]))
+    return found
+
+
+def hash_chunks(config: Config, rows: int = HASH_CHUNK_ROWS):
+    """The stored row hashes, a chunk of at most `rows` rows at a time."""
+    import numpy as np
+
+    path = hashes_path(config)
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        while len(chunk := np.fromfile(handle, dtype=np.uint64, count=2 * rows)):
+            yield chunk.reshape(-1, 2)
 
 
 def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dict:
@@ -209,7 +224,7 @@ def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dic
 def merge_rows(new_data, config: Config):
     """Add rows to finaldata.csv / testdata.csv without exact duplicates; return both as merged."""
     index = prepare(config, History())
-    added, _, hashes = new_rows([new_data], stored_hashes(config), config)
+    added, _, hashes = new_rows([new_data], hash_chunks(config), config)
     append(config, index, added, hashes)
     return read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
 

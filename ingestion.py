@@ -146,7 +146,7 @@ def ingest_files(config: Config, new_files: list[NewFile], history: History | No
         return IngestResult(pd.DataFrame(columns=list(config.columns)), records)
     history = history or History()
     index = datafiles.prepare(config, history)
-    added, counts, hashes = datafiles.new_rows(frames, datafiles.stored_hashes(config), config)
+    added, counts, hashes = datafiles.new_rows(frames, datafiles.hash_chunks(config), config)
     for record, count in zip(ingested, counts, strict=True):
         record["rows"] = count
         log.info("read %s: %d row(s) added", record["file"], count)

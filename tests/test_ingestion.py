@@ -208,3 +208,15 @@ def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_repor
     tick = run_tick(project, engine)
     assert tick.status == "no_drift"
     assert read == []  # neither finaldata.csv nor testdata.csv
+
+
+def test_history_searched_in_chunks_finds_every_stored_row(sqlite_project):
+    import datafiles
+
+    config = sqlite_project
+    ingestion.merge_rows(datagen.generate(1_000, seed=1), config)
+    again = pd.concat([datagen.generate(1_000, seed=1).sample(300, random_state=2), datagen.generate(200, seed=3)])
+    for rows in (7, 1_000, 10_000):  # chunk sizes below, at and above the history's
+        added, counts, _ = datafiles.new_rows([again], datafiles.hash_chunks(config, rows), config)
+        assert counts == [len(datagen.generate(200, seed=3).drop_duplicates())]
+        assert len(added) == counts[0]
