@@ -223,7 +223,7 @@ def prediction():
     with state("engine").connect() as conn:
         model_hex, model = state("models").get(conn)
     features = serving.feature_matrix(prediction_frame(config), config)
-    labels, probabilities = serving.predict(model, features)
+    labels, probabilities = serving.predict(model, features, config.features)
     return jsonify(data=labels, probabilities=probabilities, model=model_hex)
 
 

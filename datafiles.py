@@ -11,6 +11,7 @@ again and their rows counted again.
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from config import Config
 
 log = logging.getLogger(__name__)
 REBUILD = "python ingestion.py --rebuild"
+HASH_CHUNK_ROWS = 500_000  # stored row hashes searched at a time (8 MB): a tick's memory does not grow with history
 
 
 class DataSetsLost(RuntimeError):
@@ -48,15 +50,21 @@ def read_dataset(path: Path, config: Config):
     return pd.read_csv(path, dtype={c: "str" for c in config.id_columns}, keep_default_na=False, na_values=[""])
 
 
-def held_out(frame, config: Config):
+def held_out(frame, config: Config, split=None):
     """True for rows held out as test data, chosen by a hash of the row's values, so a row
-    always lands on the same side: re-ingesting a file never moves or duplicates rows."""
+    always lands on the same side: re-ingesting a file never moves or duplicates rows.
+    `split`: that hash (split_hash), when it was computed already."""
+    buckets = (split_hash(frame, config) if split is None else split) % 10_000
+    return buckets < round(config.test_fraction * 10_000)
+
+
+def split_hash(frame, config: Config):
+    """The 64-bit hash of each row that chooses its side (features as floats, ids as text)."""
     import pandas as pd
 
     key = frame[list(config.columns)].astype({c: "float64" for c in config.features})
     key = key.astype({c: "str" for c in config.id_columns})
-    buckets = pd.util.hash_pandas_object(key, index=False).to_numpy() % 10_000
-    return buckets < round(config.test_fraction * 10_000)
+    return pd.util.hash_pandas_object(key, index=False).to_numpy()
 
 
 def check_present(config: Config, history: History) -> None:
@@ -70,72 +78,244 @@ def check_present(config: Config, history: History) -> None:
 
 
 def load(config: Config, history: History):
-    """(finaldata, testdata) with the rows of a run that never committed cut, checked against history."""
+    """(finaldata, testdata) read whole, with the rows of a run that never committed cut, checked
+    against history: what a retrain and a rebuild read (a tick that does not retrain reads neither)."""
+    prepare(config, history)
+    return read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
+
+
+def prepare(config: Config, history: History) -> dict:
+    """Cut the rows of a run that never committed, check the data sets against history, and return
+    their index (rows, sizes, statistics; the row hashes beside them), without reading the data sets
+    unless the index no longer describes them (then it is rebuilt from them, once)."""
     rollback(config, history)
     check_present(config, history)
-    final, test = read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
-    if len(final) + len(test) < history.rows:
-        raise DataSetsLost(f"the data sets hold {len(final) + len(test)} row(s), fewer than the {history.rows} "
+    index = read_index(config)
+    if index is None:
+        index = rebuild_index(config)
+    rows = index["rows"]["finaldata"] + index["rows"]["testdata"]
+    if rows < history.rows:
+        raise DataSetsLost(f"the data sets hold {rows} row(s), fewer than the {history.rows} "
                            f"the database records from {history.files} ingested file(s); rebuild them with "
                            f"`{REBUILD}`")
-    return final, test
+    return index
 
 
 def rollback(config: Config, history: History) -> None:
-    """Cut the rows a run appended if it never committed (its journal names it), then drop the journal."""
+    """Cut the bytes a run appended if it never committed (its journal names it), then drop the journal."""
     path = journal_path(config)
     if not path.exists():
         return
     journal = json.loads(path.read_text())
-    if journal["hex"] not in history.runs:
-        for name, rows in (("finaldata", journal["finaldata"]), ("testdata", journal["testdata"])):
-            target = getattr(config, f"{name}_csv")
-            frame = read_dataset(target, config)
-            if len(frame) > rows:
-                log.warning("%s: cutting %d row(s) appended by run %s, which never committed",
-                            target.name, len(frame) - rows, journal["hex"])
-                _write(target, frame.head(rows))
+    if journal["hex"] not in history.runs and "finaldata_bytes" not in journal:  # written by a release before
+        _cut_rows(config, journal)
+    elif journal["hex"] not in history.runs:
+        for target, size in _journaled(config, journal):
+            if target.exists() and target.stat().st_size > size:
+                log.warning("%s: cutting %d byte(s) appended by run %s, which never committed",
+                            target.name, target.stat().st_size - size, journal["hex"])
+                os.truncate(target, size) if size else target.unlink()  # it did not exist before the run
     path.unlink()
 
 
-def new_rows(frames: list, final, test, config: Config):
-    """(rows to append, rows each frame adds): a row counts for the first frame that has it, and only
-    if the data sets do not hold it already (a copy with other line endings adds nothing)."""
+def _cut_rows(config: Config, journal: dict) -> None:
+    """A journal of rows (a release before this one) from a run that never committed: cut its rows."""
+    for name in ("finaldata", "testdata"):
+        target = getattr(config, f"{name}_csv")
+        frame = read_dataset(target, config)
+        if len(frame) > journal[name]:
+            log.warning("%s: cutting %d row(s) appended by run %s, which never committed",
+                        target.name, len(frame) - journal[name], journal["hex"])
+            _write(target, frame.head(journal[name]))
+
+
+def _journaled(config: Config, journal: dict) -> list[tuple[Path, int]]:
+    """(file, size before the run) for each file a run appends to."""
+    return [(config.finaldata_csv, journal["finaldata_bytes"]), (config.testdata_csv, journal["testdata_bytes"]),
+            (hashes_path(config), journal["hashes_bytes"])]
+
+
+def row_hashes(frame, config: Config):
+    """Two 64-bit hashes of each row's values, computed differently (an (n, 2) uint64 array): rows are equal
+    when their hashes are (ids as text, a missing id apart from any text; numbers as floats)."""
+    import numpy as np
+    import pandas as pd
+
+    key = frame[list(config.columns)].astype({c: "float64" for c in config.columns if c not in config.id_columns})
+    key = key.astype({c: "object" for c in config.id_columns})
+    for column in config.id_columns:  # NUL never passes validation: it stands for a missing id
+        key[column] = key[column].where(key[column].notna(), "\0").astype(str)
+    first = split_hash(frame, config)  # the held-out split's own hash: computed once for both uses
+    # pandas hashes numbers without the key: the second hash also combines the columns in reverse order.
+    second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!").to_numpy()
+    return np.stack([first, second], axis=1).astype(np.uint64)
+
+
+def stored_hashes(config: Config):
+    """The hashes of every stored row, in the order they were appended."""
+    import numpy as np
+
+    path = hashes_path(config)
+    return np.fromfile(path, dtype=np.uint64).reshape(-1, 2) if path.exists() else np.empty((0, 2), np.uint64)
+
+
+def new_rows(frames: list, stored, config: Config):
+    """(rows to append, rows each frame adds, their hashes): a row counts for the first frame that
+    has it, and only if the data sets do not hold it already (`stored`: their row hashes, an array
+    or chunks of it)."""
     import numpy as np
     import pandas as pd
 
     columns = list(config.columns)
     new = pd.concat([f[columns] for f in frames], ignore_index=True)
     owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
-    stored = [f[columns] for f in (final, test) if len(f)]
-    combined = pd.concat([*stored, new], ignore_index=True) if stored else new
-    fresh = ~combined.duplicated().to_numpy()[len(combined) - len(new):]
+    hashes = row_hashes(new, config)
+    fresh = ~pd.DataFrame(hashes).duplicated().to_numpy() & ~_stored(hashes, stored)
     counts = np.bincount(owner[fresh], minlength=len(frames))
-    return new[fresh].reset_index(drop=True), [int(n) for n in counts]
+    return new[fresh].reset_index(drop=True), [int(n) for n in counts], hashes[fresh]
 
 
-def append(config: Config, final, test, added, run_hex: str = ""):
-    """Append rows to both data sets (each row on its hashed side); return both as written."""
+def _stored(hashes, stored):
+    """True for each row whose hash pair is among the stored ones: `stored` is an array of them or
+    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk."""
+    import numpy as np
     import pandas as pd
 
+    found = np.zeros(len(hashes), dtype=bool)
+    new = pd.MultiIndex.from_arrays([hashes[:, 0], hashes[:, 1]])
+    for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
+        near = chunk[np.isin(chunk[:, 0], hashes[:, 0])]  # the stored rows that may match
+        if len(near):
+            found |= new.isin(pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]]))
+    return found
+
+
+def hash_chunks(config: Config, rows: int = HASH_CHUNK_ROWS):
+    """The stored row hashes, a chunk of at most `rows` rows at a time."""
+    import numpy as np
+
+    path = hashes_path(config)
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        while len(chunk := np.fromfile(handle, dtype=np.uint64, count=2 * rows)):
+            yield chunk.reshape(-1, 2)
+
+
+def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dict:
+    """Append rows to both data sets in place (each row on its hashed side) and their hashes beside
+    them; return the index that describes them now."""
     if run_hex:  # written first: if this run never commits, the next ingestion cuts what follows
-        journal = {"hex": run_hex, "finaldata": len(final), "testdata": len(test)}
+        journal = {"hex": run_hex, **{f"{k}_bytes": v for k, v in _sizes(config).items()}}
         storage.replace_atomically(journal_path(config), lambda handle: handle.write(json.dumps(journal).encode()))
-    side = held_out(added, config)
-    merged = []
-    for path, old, part in ((config.finaldata_csv, final, added[~side]), (config.testdata_csv, test, added[side])):
-        # An absent file reads as an untyped empty frame: concatenating it would make every column object.
-        frame = pd.concat([old, part], ignore_index=True) if len(old) else part.reset_index(drop=True)
-        _write(path, frame)
-        merged.append(frame)
-    return merged[0], merged[1]
+    side = held_out(added, config, hashes[:, 0])
+    for path, part in ((config.finaldata_csv, added[~side]), (config.testdata_csv, added[side])):
+        _append_csv(path, part)
+    with open(hashes_path(config), "ab") as handle:
+        handle.write(hashes.tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    index = {"rows": {"finaldata": index["rows"]["finaldata"] + int((~side).sum()),
+                      "testdata": index["rows"]["testdata"] + int(side.sum())},
+             "stats": merge_stats(index["stats"], column_stats(added[~side], config))}
+    return write_index(config, index)
 
 
 def merge_rows(new_data, config: Config):
     """Add rows to finaldata.csv / testdata.csv without exact duplicates; return both as merged."""
+    index = prepare(config, History())
+    added, _, hashes = new_rows([new_data], hash_chunks(config), config)
+    append(config, index, added, hashes)
+    return read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
+
+
+def reset(config: Config) -> None:
+    """Remove the data sets, their hashes and index (a rebuild appends everything again)."""
+    for path in (config.finaldata_csv, config.testdata_csv, hashes_path(config), index_path(config), journal_path(config)):
+        path.unlink(missing_ok=True)
+
+
+# --- the index: rows, sizes and statistics of the data sets, valid while their sizes are its own ---
+
+def hashes_path(config: Config) -> Path:
+    return config.output_folder_path / ".row_hashes.u64"
+
+
+def index_path(config: Config) -> Path:
+    return config.output_folder_path / ".datasets_index.json"
+
+
+def _sizes(config: Config) -> dict[str, int]:
+    paths = {"finaldata": config.finaldata_csv, "testdata": config.testdata_csv, "hashes": hashes_path(config)}
+    return {name: path.stat().st_size if path.exists() else 0 for name, path in paths.items()}
+
+
+def read_index(config: Config) -> dict | None:
+    """The index, if it describes the data sets as they are (their sizes are the ones it recorded)."""
+    path = index_path(config)
+    if not path.exists():
+        return None
+    index = json.loads(path.read_text())
+    rows = index["rows"]["finaldata"] + index["rows"]["testdata"]
+    if index.get("sizes") != _sizes(config) or index["sizes"]["hashes"] != 16 * rows:
+        log.warning("the data sets changed since their index was written: rebuilding it from them")
+        return None
+    return index
+
+
+def write_index(config: Config, index: dict) -> dict:
+    index = {**index, "sizes": _sizes(config)}
+    storage.replace_atomically(index_path(config), lambda handle: handle.write(json.dumps(index).encode()))
+    return index
+
+
+def rebuild_index(config: Config) -> dict:
+    """Read the data sets whole once: their row hashes and statistics, written beside them."""
     final, test = read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
-    added, _ = new_rows([new_data], final, test, config)
-    return append(config, final, test, added)
+    hashes = [row_hashes(frame, config) for frame in (final, test) if len(frame)]
+    import numpy as np
+
+    data = np.concatenate(hashes) if hashes else np.empty((0, 2), np.uint64)
+    if config.output_folder_path.is_dir() or len(data):
+        storage.replace_atomically(hashes_path(config), lambda handle: handle.write(data.tobytes()))
+    index = {"rows": {"finaldata": len(final), "testdata": len(test)}, "stats": column_stats(final, config)}
+    return write_index(config, index) if config.output_folder_path.is_dir() else {**index, "sizes": _sizes(config)}
+
+
+def column_stats(frame, config: Config) -> dict:
+    """Count, mean and sum of squared deviations (M2) of each feature, and missing values of each column."""
+    stats = {"rows": len(frame), "missing": {c: int(frame[c].isna().sum()) for c in config.columns}, "features": {}}
+    for feature in config.features:
+        values = frame[feature].dropna().astype("float64")
+        mean = float(values.mean()) if len(values) else 0.0
+        stats["features"][feature] = {"n": len(values), "mean": mean, "m2": float(((values - mean) ** 2).sum())}
+    return stats
+
+
+def merge_stats(old: dict, new: dict) -> dict:
+    """Statistics of two parts together (Chan et al.'s parallel update: exact, numerically stable)."""
+    merged = {"rows": old["rows"] + new["rows"], "missing": {c: old["missing"][c] + new["missing"][c] for c in old["missing"]},
+              "features": {}}
+    for feature, a in old["features"].items():
+        b = new["features"][feature]
+        n = a["n"] + b["n"]
+        delta = b["mean"] - a["mean"]
+        mean = a["mean"] + delta * b["n"] / n if n else 0.0
+        m2 = a["m2"] + b["m2"] + delta * delta * a["n"] * b["n"] / n if n else 0.0
+        merged["features"][feature] = {"n": n, "mean": mean, "m2": m2}
+    return merged
+
+
+def _append_csv(path: Path, part) -> None:
+    """Append rows to a CSV (its header first if it is new), flushed to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if not len(part) and not new:
+        return
+    with open(path, "a", newline="") as handle:
+        part.to_csv(handle, index=False, header=new)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _write(path: Path, frame) -> None:

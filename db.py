@@ -5,6 +5,7 @@ sqlalchemy itself, and a tick with no new data must stay fast.
 """
 
 import datetime as dt
+import json
 import logging
 import secrets
 from collections.abc import Iterator
@@ -223,7 +224,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0007"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0008"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK, PIPELINE_LOCK = 0x6472617401, 0x6472617402  # PostgreSQL advisory lock keys ("drat")
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
@@ -589,8 +590,29 @@ outdated_packages = sa.Table(
     sa.Column("hex", sa.String(32), nullable=False, index=True),
 )
 
+package_checks = sa.Table(  # the outdated-packages check, at most once a day, out of the tick's way
+    "package_checks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("checked_at", UTCDateTime, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),  # False: pip could not tell (no network, timeout)
+    sa.Column("packages", sa.Text),  # JSON list of {package, installed, latest} when ok
+    sa.Column("error", sa.Text),
+)
+
 WORK_STATUSES = ("no_drift", "deployed", "kept")  # ticks that ingested rows: they have diagnostics and a report
 DIAGNOSTIC_TABLES = {t.name: t for t in (feature_stats, missing_data, data_drift, outdated_packages)}
+
+
+def record_package_check(conn: sa.Connection, packages: list[dict] | None, error: str | None = None) -> None:
+    """One answer of the outdated-packages check: the packages, or why pip could not tell (packages None)."""
+    conn.execute(package_checks.insert().values(checked_at=now(), ok=packages is not None, error=error,
+                                                packages=None if packages is None else json.dumps(packages)))
+
+
+def latest_package_checks(conn: sa.Connection) -> tuple:
+    """(the latest check, the latest check that answered): rows of package_checks, or None."""
+    newest = sa.select(package_checks).order_by(package_checks.c.id.desc()).limit(1)
+    return (conn.execute(newest).first(), conn.execute(newest.where(package_checks.c.ok)).first())
 
 
 def record_timing(conn: sa.Connection, hex_id: str, seconds: dict[str, float]) -> None:

@@ -5,9 +5,11 @@ outdated packages, and data drift of new rows against the production model's tra
 """
 
 import argparse
+import datetime as dt
 import json
 import logging
 import math
+import os
 import re
 import subprocess
 import sys
@@ -18,6 +20,8 @@ from config import Config, run_script
 
 log = logging.getLogger(__name__)
 PSI_EPSILON = 1e-4  # share given to an empty bin, so that PSI stays finite
+OUTDATED_MAX_AGE, OUTDATED_RETRY = dt.timedelta(days=1), dt.timedelta(hours=1)  # package versions change daily
+CHECK_LOCK = ".outdated_check.lock"  # one outdated-packages check at a time
 ROWS_PER_BIN = 20  # fewer PSI bins for small samples: sampling noise alone must stay far below the threshold
 
 
@@ -86,25 +90,93 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503: Scikit_Learn and scikit-learn are one package
 
 
-def outdated_packages(config: Config) -> list[dict]:
-    """The project's requirements with a newer release (package, installed, latest); [] when pip cannot tell."""
-    if config.outdated_timeout_seconds <= 0:
-        log.info("outdated packages not checked: outdated_timeout_seconds is 0")
-        return []
+class OutdatedUnknown(RuntimeError):
+    """pip could not tell which packages are outdated (no network, a timeout, a failure)."""
+
+
+def pip_outdated(config: Config) -> list[dict]:
+    """The project's requirements with a newer release (package, installed, latest), asking pip and
+    the package index within outdated_timeout_seconds; OutdatedUnknown when pip cannot tell."""
     command = [sys.executable, "-m", "pip", "list", "--outdated", "--format=json", "--disable-pip-version-check"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, check=True,
                               timeout=config.outdated_timeout_seconds)
         listed = json.loads(done.stdout)
-    except subprocess.TimeoutExpired:  # no network: pip waits on the index; a tick must not hang on it
-        log.warning("outdated packages unknown: pip gave no answer within %s s", config.outdated_timeout_seconds)
-        return []
+    except subprocess.TimeoutExpired:  # no network: pip waits on the index
+        raise OutdatedUnknown(f"pip gave no answer within {config.outdated_timeout_seconds} s") from None
     except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as exc:  # optional information
-        log.warning("outdated packages unknown: pip list failed: %s", exc)
-        return []
+        raise OutdatedUnknown(f"pip list failed: {exc}") from None
     wanted = requirement_names(config.project_dir / "requirements.txt")
     return [{"package": p["name"], "installed": p["version"], "latest": p["latest_version"]}
             for p in listed if wanted is None or _canonical(p["name"]) in wanted]
+
+
+def outdated_packages(config: Config) -> list[dict]:
+    """pip_outdated, or [] when pip cannot tell or the check is off (outdated_timeout_seconds 0)."""
+    if config.outdated_timeout_seconds <= 0:
+        log.info("outdated packages not checked: outdated_timeout_seconds is 0")
+        return []
+    try:
+        return pip_outdated(config)
+    except OutdatedUnknown as exc:
+        log.warning("outdated packages unknown: %s", exc)
+        return []
+
+
+def refresh_outdated(config: Config, engine) -> list[dict] | None:
+    """Ask pip and store its answer with its time (what `python diagnostics.py outdated` does); None
+    when pip could not tell, or another check is running already (it stores the answer)."""
+    import fcntl
+
+    if config.outdated_timeout_seconds <= 0:
+        log.info("outdated packages not checked: outdated_timeout_seconds is 0")
+        return None
+    with open(config.project_dir / CHECK_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another outdated-packages check is running: it stores the answer")
+            return None
+        try:
+            packages, error = pip_outdated(config), None
+        except OutdatedUnknown as exc:
+            log.warning("outdated packages unknown: %s", exc)
+            packages, error = None, str(exc)
+        with engine.begin() as conn:
+            db.record_package_check(conn, packages, error)
+    return packages
+
+
+def check_due(latest, now) -> bool:
+    """A check is due a day after the last one, or an hour after one that pip could not answer."""
+    if latest is None:
+        return True
+    return now - latest.checked_at >= (OUTDATED_MAX_AGE if latest.ok else OUTDATED_RETRY)
+
+
+def start_refresh(config: Config, engine) -> None:
+    """Run `python diagnostics.py outdated` in a process of its own (a session of its own: the tick
+    neither waits for it nor takes it down when it ends); it stores its answer for later ticks."""
+    if config.outdated_timeout_seconds <= 0:
+        log.info("outdated packages not checked: outdated_timeout_seconds is 0")
+        return
+    command = [sys.executable, str(Path(__file__).resolve()), "outdated", "--project-dir", str(config.project_dir)]
+    subprocess.Popen(command, cwd=config.project_dir, env={**os.environ, "DATABASE_URL": config.database_url},
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    log.info("outdated packages: the last check is due again, refreshing it in the background")
+
+
+def known_outdated(config: Config, engine) -> list[dict]:
+    """The last answer of the outdated-packages check, at once: a tick never waits on the network
+    for it. When a check is due, start_refresh asks pip for a later tick."""
+    with engine.connect() as conn:
+        latest, answered = db.latest_package_checks(conn)
+    if check_due(latest, db.now()):
+        start_refresh(config, engine)
+        with engine.connect() as conn:  # the answer, if the refresh gave it already
+            latest, answered = db.latest_package_checks(conn)
+    return [] if answered is None else json.loads(answered.packages)
 
 
 def population_stability_index(expected, actual, bins: int) -> float:
@@ -185,18 +257,32 @@ def training_reference(config: Config, model_hex: str):
     return pd.read_csv(path)
 
 
-def tick_diagnostics(config: Config, new_data, final, production_hex: str | None) -> dict[str, list[dict]]:
-    """A tick's rows for db.record_diagnostics: statistics of finaldata (final), drift of the new rows, packages."""
-    from concurrent.futures import ThreadPoolExecutor
+def tick_diagnostics(config: Config, new_data, index: dict, production_hex: str | None, engine) -> dict[str, list[dict]]:
+    """A tick's rows for db.record_diagnostics: statistics of finaldata from its index (never read
+    whole here), drift of the new rows, and the last answer of the outdated-packages check."""
+    reference = training_reference(config, production_hex) if production_hex else None
+    return {
+        **indexed_summary(index, config, reference),
+        "data_drift": [] if reference is None else data_drift(new_data, reference, config),
+        "outdated_packages": known_outdated(config, engine),
+    }
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        packages = pool.submit(outdated_packages, config)  # pip mostly waits on the network: overlap it
-        reference = training_reference(config, production_hex) if production_hex else None
-        return {
-            **training_data(final, config),
-            "data_drift": [] if reference is None else data_drift(new_data, reference, config),
-            "outdated_packages": packages.result(),
-        }
+
+def indexed_summary(index: dict, config: Config, reference) -> dict[str, list[dict]]:
+    """feature_stats and missing_data of all of finaldata from its running statistics (datafiles):
+    mean, sample std and missing shares are exact; the median is the production model's training
+    data's (its saved reference), None before the first model (a tick that trains replaces these
+    rows with the exact statistics of what it read)."""
+    stats = index["stats"]
+    features = []
+    for feature in config.features:
+        f = stats["features"][feature]
+        median = None if reference is None else _number(reference[feature].median())
+        features.append({"feature": feature, "mean": f["mean"] if f["n"] else None, "median": median,
+                         "std": math.sqrt(f["m2"] / (f["n"] - 1)) if f["n"] > 1 else None})
+    missing = [{"feature": c, "percentage": stats["missing"][c] / stats["rows"] if stats["rows"] else 0.0}
+               for c in config.columns]
+    return {"feature_stats": features, "missing_data": missing}
 
 
 def _print_table(title: str, header: list[str], rows: list) -> None:
@@ -243,7 +329,7 @@ def _show_timing(config: Config, engine) -> None:
 
 
 def _show_outdated(config: Config, engine) -> None:
-    rows = [list(r.values()) for r in outdated_packages(config)]
+    rows = [list(r.values()) for r in refresh_outdated(config, engine) or []]
     _print_table("outdated requirements" + ("" if rows else ": none (or pip could not tell)"),
                  ["package", "installed", "latest"], rows)
 
@@ -266,9 +352,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", choices=SHOW, help="one diagnostic (default: all)")
+    parser.add_argument("--project-dir", help="the project (default: this file's folder)")
     args = parser.parse_args(argv)
     setup_logging()
-    config = load_config()
+    config = load_config(args.project_dir) if args.project_dir else load_config()
     engine = db.make_engine(config.database_url)
     db.ensure_schema(engine)
     with engine.connect() as conn:

@@ -40,7 +40,7 @@ class Ingested:
 
     files: tuple[dict, ...]
     new_data: object  # pandas.DataFrame
-    final: object  # pandas.DataFrame of finaldata.csv after the merge (None until read when nothing merged)
+    index: dict | None  # the data sets' index after the merge (datafiles: rows, statistics), None until read
     summary: str
 
 
@@ -206,10 +206,10 @@ def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock
     ingested = _ingest(config, found.new_files, found.history, clock)
     if ingested.new_data.empty and not (force or untrained):
         return Work(run_hex, ingested)  # only quarantined or duplicate files: still no new data
-    if ingested.final is None:  # nothing merged this tick: the data set is the one on disk
-        ingested = replace(ingested, final=datafiles.load(config, found.history)[0])
+    if ingested.index is None:  # nothing merged this tick: the data sets are the ones on disk
+        ingested = replace(ingested, index=datafiles.prepare(config, found.history))
     with clock("diagnostics"):
-        rows = _diagnose(config, found.production, ingested)
+        rows = _diagnose(config, engine, found.production, ingested)
     return _decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
 
 
@@ -222,9 +222,13 @@ def _decide(config: Config, engine, run_hex: str, production, ingested: Ingested
             drift, batch = _check_drift(config, engine, production, ingested.new_data)
     data_drift = _data_drift(config, rows)
     reason = _retrain_reason(config, production, drift, data_drift, force)
-    if reason is not None:
+    if reason is not None:  # only a retrain reads the history: it trains on it, and describes it exactly
+        import diagnostics
+
+        final = datafiles.read_dataset(config.finaldata_csv, config)
+        rows = {**rows, **diagnostics.training_data(final, config)}
         window = _retrain_window(config, production, drift, data_drift, ingested.new_data)
-        model, challenger = _train(config, run_hex, ingested.final, reason, window, clock)
+        model, challenger = _train(config, run_hex, final, reason, window, clock)
         with clock("evaluation"):
             gate = _evaluate(config, engine, production, model, window, after_drift=bool(drift and drift.drifted))
     champion = production.hex if production is not None else None
@@ -236,15 +240,15 @@ def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwa
     """Validate and merge the new files (stored rows; the files are counted as ingested only at commit)."""
     with clock("ingestion"):
         result = ingestion.ingest_files(config, new_files, history)
-    return Ingested(tuple(result.records), result.new_data, result.finaldata, ingestion.summary(result))
+    return Ingested(tuple(result.records), result.new_data, result.index, ingestion.summary(result))
 
 
-def _diagnose(config: Config, production, ingested: Ingested) -> dict[str, list[dict]]:
+def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:
     """Statistics of the merged data, and data drift of the new rows against production's training data."""
     import diagnostics
 
-    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.final,
-                                        production.hex if production else None)
+    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.index,
+                                        production.hex if production else None, engine)
 
 
 def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:

@@ -39,7 +39,7 @@ class NewFile:
 class IngestResult:
     new_data: object  # pandas.DataFrame of the rows this tick added to the data sets
     records: list[dict] = field(default_factory=list)  # ingested_files rows to store
-    finaldata: object = None  # finaldata.csv after the merge (None: nothing merged, read it if needed)
+    index: dict | None = None  # the data sets' index after the merge (datafiles: rows, statistics); None: nothing merged
 
     @property
     def quarantined(self) -> list[dict]:
@@ -145,13 +145,13 @@ def ingest_files(config: Config, new_files: list[NewFile], history: History | No
     if not frames:
         return IngestResult(pd.DataFrame(columns=list(config.columns)), records)
     history = history or History()
-    final, test = datafiles.load(config, history)
-    added, counts = datafiles.new_rows(frames, final, test, config)
+    index = datafiles.prepare(config, history)
+    added, counts, hashes = datafiles.new_rows(frames, datafiles.hash_chunks(config), config)
     for record, count in zip(ingested, counts, strict=True):
         record["rows"] = count
         log.info("read %s: %d row(s) added", record["file"], count)
-    finaldata, _ = datafiles.append(config, final, test, added, history.run_hex)
-    return IngestResult(added, records, finaldata)
+    index = datafiles.append(config, index, added, hashes, history.run_hex)
+    return IngestResult(added, records, index)
 
 
 def summary(result: IngestResult) -> str:
@@ -181,17 +181,20 @@ def rebuild(config: Config, engine) -> str:
         (used if frame is not None else lost).append(record)
         if frame is not None:
             frames.append(frame)
-    datafiles.journal_path(config).unlink(missing_ok=True)
+    datafiles.reset(config)
     empty = pd.DataFrame(columns=list(config.columns))
-    added, counts = datafiles.new_rows(frames, empty, empty, config) if frames else (empty, [])
-    final, test = datafiles.append(config, empty, empty, added)
+    index = datafiles.prepare(config, History())
+    added, counts, hashes = datafiles.new_rows(frames, datafiles.stored_hashes(config), config) if frames \
+        else (empty, [], datafiles.stored_hashes(config))
+    index = datafiles.append(config, index, added, hashes)
     with engine.begin() as conn:
         for record, count in zip(used, counts, strict=True):
             db.set_file_rows(conn, record.id, count)
         for record in lost:
             db.set_file_rows(conn, record.id, 0, f"rows lost: the file was gone or unreadable at a rebuild "
                                                  f"(it had added {record.rows} row(s))")
-    text = f"rebuilt from {len(used)} file(s): {len(added)} row(s) ({len(final)} training, {len(test)} held out)"
+    rows = index["rows"]
+    text = f"rebuilt from {len(used)} file(s): {len(added)} row(s) ({rows['finaldata']} training, {rows['testdata']} held out)"
     return text + (f"; {len(lost)} ingested file(s) no longer in the input folder: their rows are lost" if lost else "")
 
 

@@ -8,6 +8,7 @@ name the client's own file_name and columns, never a server path or a file's con
 
 import datetime as dt
 import logging
+import math
 import os
 import re
 import sys
@@ -116,8 +117,9 @@ def frame_from_csv(data: bytes):
 
 
 def frame_from_records(records, features: tuple[str, ...]):
-    """A list of {feature: value, ...} objects as a DataFrame; 400 for any other shape."""
-    import pandas as pd
+    """A list of {feature: value, ...} objects as a float64 matrix, one row a record, already
+    validated (feature_matrix passes it through); 400 for any other shape."""
+    import numpy as np
 
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         abort(400, description="records must be a non-empty list of objects")
@@ -132,16 +134,20 @@ def frame_from_records(records, features: tuple[str, ...]):
                 abort(400, description=f"feature {feature} must be a number or null (record {number})")
             if isinstance(value, int) and abs(value) > sys.float_info.max:  # no float can hold it
                 abort(400, description=f"feature {feature} is out of range (record {number})")
-    frame = pd.DataFrame.from_records([{f: r[f] for f in features} for r in records], columns=list(features))
-    try:  # checked here, where a row is still a record: the messages name record N
-        return validation.features(frame, features, validation.RECORDS, echo=False)
-    except validation.InvalidData as exc:
-        abort(400, description=exc.reason)
+    matrix = np.array([[math.nan if r[f] is None else float(r[f]) for f in features] for r in records], dtype=np.float64)
+    infinite = np.isinf(matrix)  # NaN (JSON's NaN, or null) is missing: the model imputes it
+    for column, feature in enumerate(features):  # as validation.numbers words it, column by column
+        if infinite[:, column].any():
+            row = int(infinite[:, column].argmax())
+            abort(400, description=f"non-numeric or infinite value in column {feature} ({validation.RECORDS.name(row)})")
+    return matrix
 
 
 def feature_matrix(frame, config: Config):
     """The feature columns as finite floats (missing values allowed: the model imputes them); the
     same checks as ingestion, without echoing a value (it may come from a server file)."""
+    if not hasattr(frame, "columns"):  # records: a matrix validated as they were read
+        return frame
     if frame.empty:
         abort(400, description="no rows to predict")
     try:
@@ -162,9 +168,72 @@ def stalled_run(run, limit_seconds: int) -> str | None:
             f"({limit_seconds} s): it is stuck or was killed")
 
 
-def predict(model, features) -> tuple[list[int], list[float]]:
-    """Predicted labels and the probability of the positive class (label 1) for each row."""
-    labels = model.predict(features)
-    probabilities = model.predict_proba(features)
-    positive = list(model.classes_).index(1)
-    return [int(x) for x in labels], [round(float(p), 6) for p in probabilities[:, positive]]
+def predict(model, features, names: tuple[str, ...]) -> tuple[list[int], list[float]]:
+    """Predicted labels and the probability of the positive class (label 1) for each row: by the
+    fitted numbers themselves for a pipeline as training.py makes it (Applied), else by scikit-learn."""
+    import pandas as pd
+
+    applied = Applied.of(model)
+    if applied is not None:
+        labels, probabilities = applied(features.to_numpy(dtype="float64") if hasattr(features, "to_numpy") else features)
+    else:
+        frame = features if hasattr(features, "to_numpy") else pd.DataFrame(features, columns=list(names))
+        labels, probabilities = model.predict(frame), model.predict_proba(frame)[:, list(model.classes_).index(1)]
+    return [int(x) for x in labels], [round(float(p), 6) for p in probabilities]
+
+
+class Applied:
+    """A fitted SimpleImputer(median) -> StandardScaler -> binary LogisticRegression pipeline applied
+    with the very operations scikit-learn runs after its input checks (the rows are checked
+    already): per request it skips those checks, the largest cost of one prediction. Kept per model."""
+
+    _cache: dict = {}
+
+    def __init__(self, model):
+        imputer, scaler, regression = (step for _, step in model.steps)
+        self.statistics = imputer.statistics_
+        self.mean = scaler.mean_ if scaler.with_mean else None
+        self.scale = scaler.scale_ if scaler.with_std else None
+        self.coef_t, self.intercept, self.classes = regression.coef_.T, regression.intercept_, regression.classes_
+        self.positive = list(self.classes).index(1)
+
+    @classmethod
+    def of(cls, model):
+        """The Applied form of a model (made once per model), or None for any other kind of model."""
+        key = id(model)
+        if key not in cls._cache:
+            cls._cache.clear()  # one production model at a time: the replaced one is dropped
+            cls._cache[key] = (model, cls(model) if cls.fits(model) else None)
+        return cls._cache[key][1]
+
+    @staticmethod
+    def fits(model) -> bool:
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        kinds = (SimpleImputer, StandardScaler, LogisticRegression)
+        if type(model) is not Pipeline or [type(step) for _, step in model.steps] != list(kinds):
+            return False
+        imputer, _, regression = (step for _, step in model.steps)
+        return (imputer.strategy == "median" and not imputer.add_indicator and isinstance(imputer.missing_values, float)
+                and math.isnan(imputer.missing_values) and len(regression.classes_) == 2 and 1 in list(regression.classes_))
+
+    def __call__(self, matrix):
+        """(labels, probabilities of label 1) as Pipeline.predict and predict_proba compute them."""
+        import numpy as np
+        from scipy.special import expit
+
+        # Laid out as scikit-learn receives a frame's values (column-major): the product's rounding
+        # depends on the layout, and the answers must be scikit-learn's to the last bit.
+        matrix = np.asfortranarray(matrix, dtype=np.float64)
+        matrix = np.where(np.isnan(matrix), self.statistics, matrix)  # SimpleImputer.transform
+        if self.mean is not None:  # StandardScaler.transform
+            matrix -= self.mean
+        if self.scale is not None:
+            matrix /= self.scale
+        scores = (matrix @ self.coef_t + self.intercept).reshape(-1)  # LogisticRegression.decision_function
+        labels = self.classes[(scores > 0).astype(int)]
+        probability = expit(scores)  # _predict_proba_lr: the positive class's column; the other is 1 - p
+        return labels, (probability if self.positive == 1 else 1 - probability)

@@ -90,7 +90,11 @@ def offline(monkeypatch, reports: bool = False) -> None:
     import diagnostics
     import reporting
 
-    monkeypatch.setattr(diagnostics, "outdated_packages", lambda config: [dict(p) for p in OUTDATED])
+    def answer_at_once(config, engine):  # the check a tick starts in the background, done before it reads
+        with engine.begin() as conn:
+            db.record_package_check(conn, [dict(p) for p in OUTDATED])
+
+    monkeypatch.setattr(diagnostics, "start_refresh", answer_at_once)
     if not reports:
         monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
 

@@ -1,6 +1,7 @@
 """Diagnostics: the drift verdict at any size, the rows a tick records, outdated packages."""
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import subprocess
@@ -233,3 +234,91 @@ def test_execution_time_is_the_latest_ticks_without_a_run_id(sqlite_project):
         assert diagnostics.execution_time(conn) == [{"file": "ingestion.py", "timing": 2.0, "hex": "b"}]
         assert diagnostics.execution_time(conn, "a")[0]["timing"] == 1.0
     engine.dispose()
+
+
+# --- the outdated-packages check: at most once a day, never waited for by a tick ------------------
+
+def store_check(engine, packages, hours_ago: float, error=None):
+    db.ensure_schema(engine)
+    with engine.begin() as conn:
+        db.record_package_check(conn, packages, error)
+        last = conn.execute(sa.select(sa.func.max(db.package_checks.c.id))).scalar()
+        conn.execute(db.package_checks.update().where(db.package_checks.c.id == last)
+                     .values(checked_at=db.now() - dt.timedelta(hours=hours_ago)))
+
+
+def started_refreshes(monkeypatch) -> list:
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a tick must not wait for pip"))
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **options: started.append((command, options)))
+    return started
+
+
+def test_a_fresh_answer_is_served_without_asking_pip(project, engine, monkeypatch):
+    checking = dataclasses.replace(project, outdated_timeout_seconds=20)
+    store_check(engine, OUTDATED, hours_ago=23)
+    started = started_refreshes(monkeypatch)
+    assert diagnostics.known_outdated(checking, engine) == OUTDATED
+    assert started == []
+
+
+def test_a_day_old_answer_is_served_at_once_and_refreshed_in_a_process_of_its_own(project, engine, monkeypatch):
+    checking = dataclasses.replace(project, outdated_timeout_seconds=20)
+    store_check(engine, OUTDATED, hours_ago=25)
+    started = started_refreshes(monkeypatch)
+    assert diagnostics.known_outdated(checking, engine) == OUTDATED  # the last answer, not waited for
+    [(command, options)] = started
+    assert command[-3:] == ["outdated", "--project-dir", str(project.project_dir)]
+    assert command[-4].endswith("diagnostics.py")
+    assert options["start_new_session"]
+    assert options["env"]["DATABASE_URL"] == project.database_url
+
+
+def test_an_unanswered_check_is_tried_again_after_an_hour_and_keeps_the_last_answer(project, engine, monkeypatch):
+    checking = dataclasses.replace(project, outdated_timeout_seconds=20)
+    store_check(engine, OUTDATED, hours_ago=30)
+    store_check(engine, None, hours_ago=0.5, error="pip gave no answer within 20 s")
+    started = started_refreshes(monkeypatch)
+    assert diagnostics.known_outdated(checking, engine) == OUTDATED
+    assert started == []
+    store_check(engine, None, hours_ago=1.5, error="pip gave no answer within 20 s")
+    assert diagnostics.known_outdated(checking, engine) == OUTDATED
+    assert len(started) == 1
+
+
+def test_no_check_when_turned_off(project, engine, monkeypatch):
+    db.ensure_schema(engine)
+    started = started_refreshes(monkeypatch)
+    assert diagnostics.known_outdated(project, engine) == []  # outdated_timeout_seconds 0 in test projects
+    assert started == []
+    assert diagnostics.refresh_outdated(project, engine) is None
+
+
+def test_the_refresh_stores_pips_answer_or_why_it_had_none(project, engine, monkeypatch):
+    checking = dataclasses.replace(project, outdated_timeout_seconds=20)
+    db.ensure_schema(engine)
+    (project.project_dir / "requirements.txt").write_text("flask\n")
+    fake_pip(monkeypatch, [{"name": "Flask", "version": "3.0.0", "latest_version": "3.1.3"}])
+    assert diagnostics.refresh_outdated(checking, engine) == [{"package": "Flask", "installed": "3.0.0", "latest": "3.1.3"}]
+    impatient = dataclasses.replace(checking, outdated_timeout_seconds=0.01)
+    monkeypatch.undo()
+    assert diagnostics.refresh_outdated(impatient, engine) is None  # pip cannot even start in 10 ms
+    with engine.connect() as conn:
+        latest, answered = db.latest_package_checks(conn)
+    assert not latest.ok
+    assert "no answer within" in latest.error
+    assert json.loads(answered.packages) == [{"package": "Flask", "installed": "3.0.0", "latest": "3.1.3"}]
+
+
+def test_python_diagnostics_outdated_stores_its_answer(project, engine, monkeypatch):
+    """The command a tick starts in the background, run for real (pip cannot answer in 10 ms)."""
+    path = project.project_dir / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "outdated_timeout_seconds": 0.01}))
+    monkeypatch.setenv("DATABASE_URL", project.database_url)
+    db.ensure_schema(engine)
+    assert diagnostics.main(["outdated", "--project-dir", str(project.project_dir)]) == 0
+    with engine.connect() as conn:
+        latest, answered = db.latest_package_checks(conn)
+    assert latest is not None
+    assert not latest.ok
+    assert answered is None

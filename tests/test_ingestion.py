@@ -147,3 +147,76 @@ def test_only_regular_files_are_read(sqlite_project, kind, tmp_path, request):
     assert records["x.csv"]["error"].startswith("not a regular file: ")
     again = ingestion.find_new_files(sqlite_project, {f.sha256 for f in found}, {})
     assert again == []  # recorded once by its name and kind, skipped while it stays
+
+
+# --- a tick reads its new rows, not the history (issue 13) ------------------------------------------
+
+def with_gaps(frame, seed):
+    import numpy as np
+
+    frame = frame.copy()
+    frame.loc[np.random.default_rng(seed).random(len(frame)) < 0.1, "lastyear_activity"] = np.nan
+    return frame
+
+
+def test_the_running_statistics_are_those_of_finaldata(sqlite_project):
+    import datafiles
+
+    config = sqlite_project
+    for seed in range(4):  # four merges, duplicates among them
+        ingestion.merge_rows(pd.concat([with_gaps(datagen.generate(700, seed=seed), seed),
+                                        datagen.generate(50, seed=0)], ignore_index=True), config)
+    index = datafiles.prepare(config, datafiles.History())
+    final = ingestion.read_dataset(config.finaldata_csv, config)
+    test = ingestion.read_dataset(config.testdata_csv, config)
+    assert index["rows"] == {"finaldata": len(final), "testdata": len(test)}
+    assert len(final) + len(test) == len(datafiles.stored_hashes(config))
+    for feature in config.features:
+        stats = index["stats"]["features"][feature]
+        assert stats["mean"] == pytest.approx(final[feature].mean(), rel=1e-12)
+        assert (stats["m2"] / (stats["n"] - 1)) ** 0.5 == pytest.approx(final[feature].std(), rel=1e-12)
+    assert index["stats"]["missing"] == {c: int(final[c].isna().sum()) for c in config.columns}
+
+
+def test_a_data_set_changed_behind_the_index_has_it_rebuilt(sqlite_project, caplog):
+    import datafiles
+
+    config = sqlite_project
+    ingestion.merge_rows(datagen.generate(300, seed=1), config)
+    extra = datagen.generate(5, seed=9)
+    extra.to_csv(config.finaldata_csv, mode="a", header=False, index=False)  # by hand, beside the index
+    index = datafiles.prepare(config, datafiles.History())
+    assert "rebuilding it from them" in caplog.text
+    final = ingestion.read_dataset(config.finaldata_csv, config)
+    assert index["rows"]["finaldata"] == len(final)
+    _, test = ingestion.merge_rows(pd.concat([extra, datagen.generate(300, seed=1)]), config)
+    assert len(ingestion.read_dataset(config.finaldata_csv, config)) + len(test) == 305  # nothing added twice
+
+
+def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_reports, monkeypatch):
+    from conftest import add_csv
+
+    import datafiles
+    from fullprocess import run_tick
+
+    add_csv(project, "first.csv", rows=2_000, seed=1)
+    assert run_tick(project, engine).status == "deployed"
+    read = []
+    original = datafiles.read_dataset
+    monkeypatch.setattr(datafiles, "read_dataset", lambda path, config: read.append(path.name) or original(path, config))
+    add_csv(project, "second.csv", rows=500, seed=2)
+    tick = run_tick(project, engine)
+    assert tick.status == "no_drift"
+    assert read == []  # neither finaldata.csv nor testdata.csv
+
+
+def test_history_searched_in_chunks_finds_every_stored_row(sqlite_project):
+    import datafiles
+
+    config = sqlite_project
+    ingestion.merge_rows(datagen.generate(1_000, seed=1), config)
+    again = pd.concat([datagen.generate(1_000, seed=1).sample(300, random_state=2), datagen.generate(200, seed=3)])
+    for rows in (7, 1_000, 10_000):  # chunk sizes below, at and above the history's
+        added, counts, _ = datafiles.new_rows([again], datafiles.hash_chunks(config, rows), config)
+        assert counts == [len(datagen.generate(200, seed=3).drop_duplicates())]
+        assert len(added) == counts[0]
