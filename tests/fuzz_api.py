@@ -29,7 +29,8 @@ SCENARIOS = [(False, None), (False, TOKEN), (True, None), (True, TOKEN)]  # (a d
 # Valid by the schema, refused by the server: a file_name that is not a data file (400 for '..' and
 # absolute paths), CSV text that is not a table of numbers, numbers beyond float range.
 PREDICTION_ACCEPTS = ["2xx", "400", "403", "404", "503"]
-WITH_INPUTS = {"POST /prediction", "GET /runs", "GET /decisions", "GET /charts/{name}.png"}  # operations with parameters or a body
+# the operations with parameters or a body
+WITH_INPUTS = {"POST /prediction", "GET /runs", "GET /decisions", "GET /charts/{name}.png"}
 INTERPRETER_BUG = "AST constructor recursion depth mismatch"
 CONFIG = """
 hooks = "fuzz_checks"
