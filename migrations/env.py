@@ -1,11 +1,11 @@
-"""Alembic's environment: the one MetaData of db.py, on the connection dbsetup.py hands over
-(db.upgrade), or on DATABASE_URL / the project's SQLite file for the alembic command line."""
+"""Alembic's environment: the one MetaData of schema.py, on the connection dbsetup.py hands over
+(schema.upgrade), or on DATABASE_URL / the project's SQLite file for the alembic command line."""
 
 from alembic import context
 
-import db
+import schema
 
-target_metadata = db.metadata
+target_metadata = schema.metadata
 
 
 def run_migrations(connection) -> None:
@@ -21,8 +21,8 @@ if connection is not None:  # db.upgrade: already in a locked transaction
 else:
     from config import load_config
 
-    engine = db.migration_engine(load_config().database_url)
+    engine = schema.migration_engine(load_config().database_url)
     with engine.begin() as connection:
-        db.lock_migrations(connection)
+        schema.lock_migrations(connection)
         run_migrations(connection)
     engine.dispose()

@@ -102,7 +102,7 @@ def test_first_use_builds_the_schema_of_the_metadata(database_url):
     db.ensure_schema(engine)
     with engine.connect() as conn:
         assert db.schema_revision(conn) == db.SCHEMA_REVISION
-        # The migrations and db.py describe one schema: nothing left for autogenerate to find.
+        # The migrations and schema.py describe one schema: nothing left for autogenerate to find.
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
     db.ensure_schema(engine)  # a second time: nothing to do
     engine.dispose()

@@ -13,7 +13,7 @@ from conftest import write_config
 
 from config import PROJECT_DIR
 
-STEP_MODULES = ["config", "db", "storage", "validation", "datafiles", "ingestion", "training", "scoring", "deployment",
+STEP_MODULES = ["config", "schema", "db", "storage", "validation", "datafiles", "ingestion", "training", "scoring", "deployment",
                 "fullprocess", "decisions", "alerts", "diagnostics", "reporting", "app", "apicalls", "dbsetup",
                 "drop_tables", "datagen"]
 HEAVY = ("pandas", "sklearn", "matplotlib", "reportlab", "scipy")
