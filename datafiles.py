@@ -77,13 +77,6 @@ def check_present(config: Config, history: History) -> None:
                                f"from {history.files} ingested file(s); rebuild the data sets with `{REBUILD}`")
 
 
-def load(config: Config, history: History):
-    """(finaldata, testdata) read whole, with the rows of a run that never committed cut, checked
-    against history: what a retrain and a rebuild read (a tick that does not retrain reads neither)."""
-    prepare(config, history)
-    return read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
-
-
 def prepare(config: Config, history: History) -> dict:
     """Cut the rows of a run that never committed, check the data sets against history, and return
     their index (rows, sizes, statistics; the row hashes beside them), without reading the data sets
@@ -107,26 +100,13 @@ def rollback(config: Config, history: History) -> None:
     if not path.exists():
         return
     journal = json.loads(path.read_text())
-    if journal["hex"] not in history.runs and "finaldata_bytes" not in journal:  # written by a release before
-        _cut_rows(config, journal)
-    elif journal["hex"] not in history.runs:
+    if journal["hex"] not in history.runs:
         for target, size in _journaled(config, journal):
             if target.exists() and target.stat().st_size > size:
                 log.warning("%s: cutting %d byte(s) appended by run %s, which never committed",
                             target.name, target.stat().st_size - size, journal["hex"])
                 os.truncate(target, size) if size else target.unlink()  # it did not exist before the run
     path.unlink()
-
-
-def _cut_rows(config: Config, journal: dict) -> None:
-    """A journal of rows (a release before this one) from a run that never committed: cut its rows."""
-    for name in ("finaldata", "testdata"):
-        target = getattr(config, f"{name}_csv")
-        frame = read_dataset(target, config)
-        if len(frame) > journal[name]:
-            log.warning("%s: cutting %d row(s) appended by run %s, which never committed",
-                        target.name, len(frame) - journal[name], journal["hex"])
-            _write(target, frame.head(journal[name]))
 
 
 def _journaled(config: Config, journal: dict) -> list[tuple[Path, int]]:
@@ -316,10 +296,6 @@ def _append_csv(path: Path, part) -> None:
         part.to_csv(handle, index=False, header=new)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _write(path: Path, frame) -> None:
-    storage.replace_atomically(path, lambda handle: frame.to_csv(handle, index=False))
 
 
 def _name(path: Path, config: Config) -> str:
