@@ -41,13 +41,34 @@ def journal_path(config: Config) -> Path:
     return config.output_folder_path / ".append_journal.json"
 
 
-def read_dataset(path: Path, config: Config):
-    """finaldata.csv or testdata.csv as written (empty frame when absent); ids are text as written."""
+def read_dataset(path: Path, config: Config, since: int = 0):
+    """finaldata.csv or testdata.csv as written (empty frame when absent); ids are text as written.
+    `since`: a byte offset at the start of a row, to read only the rows appended after it."""
+    import io
+
     import pandas as pd
 
     if not path.exists():
         return pd.DataFrame(columns=list(config.columns))
-    return pd.read_csv(path, dtype={c: "str" for c in config.id_columns}, keep_default_na=False, na_values=[""])
+    source = path
+    if since:
+        with open(path, "rb") as handle:
+            header = handle.readline()
+            handle.seek(since)
+            source = io.BytesIO(header + handle.read())
+    return pd.read_csv(source, dtype={c: "str" for c in config.id_columns}, keep_default_na=False, na_values=[""])
+
+
+def held_out_since(config: Config, mark: dict | None):
+    """(held-out rows appended after `mark`, whether only those were read, a mark of testdata.csv now).
+    A mark names the data sets' epoch and testdata.csv's size: rows are only appended within an epoch,
+    and a rebuild starts a new one, so a mark of another epoch (or none) reads every held-out row."""
+    index = read_index(config)
+    epoch = index.get("epoch") if index else None
+    now = {"epoch": epoch, "bytes": index["sizes"]["testdata"]} if epoch else None
+    if now and mark and mark.get("epoch") == epoch and 0 < mark["bytes"] <= now["bytes"]:
+        return read_dataset(config.testdata_csv, config, since=mark["bytes"]), True, now
+    return read_dataset(config.testdata_csv, config), False, now
 
 
 def held_out(frame, config: Config, split=None):
@@ -64,7 +85,7 @@ def split_hash(frame, config: Config):
 
     key = frame[list(config.columns)].astype({c: "float64" for c in config.features})
     key = key.astype({c: "str" for c in config.id_columns})
-    return pd.util.hash_pandas_object(key, index=False).to_numpy()
+    return pd.util.hash_pandas_object(key, index=False, categorize=False).to_numpy()  # same hashes, sooner
 
 
 def check_present(config: Config, history: History) -> None:
@@ -127,7 +148,8 @@ def row_hashes(frame, config: Config):
         key[column] = key[column].where(key[column].notna(), "\0").astype(str)
     first = split_hash(frame, config)  # the held-out split's own hash: computed once for both uses
     # pandas hashes numbers without the key: the second hash also combines the columns in reverse order.
-    second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!").to_numpy()
+    second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!",
+                                        categorize=False).to_numpy()
     return np.stack([first, second], axis=1).astype(np.uint64)
 
 
@@ -150,23 +172,38 @@ def new_rows(frames: list, stored, config: Config):
     new = pd.concat([f[columns] for f in frames], ignore_index=True)
     owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
     hashes = row_hashes(new, config)
-    fresh = ~pd.DataFrame(hashes).duplicated().to_numpy() & ~_stored(hashes, stored)
+    fresh = _first_seen(hashes) & ~_stored(hashes, stored)
     counts = np.bincount(owner[fresh], minlength=len(frames))
     return new[fresh].reset_index(drop=True), [int(n) for n in counts], hashes[fresh]
 
 
+def _first_seen(hashes):
+    """True for the first row of each distinct hash pair: only rows that share their first hash with
+    another are compared whole."""
+    import numpy as np
+    import pandas as pd
+
+    fresh = np.ones(len(hashes), dtype=bool)
+    tied = np.flatnonzero(pd.Series(hashes[:, 0]).duplicated(keep=False).to_numpy())
+    if len(tied):  # in their order: the first of equal pairs stays
+        fresh[tied] = ~pd.DataFrame(hashes[tied]).duplicated().to_numpy()
+    return fresh
+
+
 def _stored(hashes, stored):
     """True for each row whose hash pair is among the stored ones: `stored` is an array of them or
-    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk."""
+    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk;
+    only the rows whose first half is stored are compared whole."""
     import numpy as np
     import pandas as pd
 
     found = np.zeros(len(hashes), dtype=bool)
-    new = pd.MultiIndex.from_arrays([hashes[:, 0], hashes[:, 1]])
     for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
-        near = chunk[np.isin(chunk[:, 0], hashes[:, 0])]  # the stored rows that may match
-        if len(near):
-            found |= new.isin(pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]]))
+        maybe = np.flatnonzero(np.isin(hashes[:, 0], chunk[:, 0]))
+        if len(maybe):
+            near = chunk[np.isin(chunk[:, 0], hashes[maybe, 0])]
+            pairs = pd.MultiIndex.from_arrays([hashes[maybe, 0], hashes[maybe, 1]])
+            found[maybe] |= pairs.isin(pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]]))
     return found
 
 
@@ -197,7 +234,7 @@ def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dic
         os.fsync(handle.fileno())
     index = {"rows": {"finaldata": index["rows"]["finaldata"] + int((~side).sum()),
                       "testdata": index["rows"]["testdata"] + int(side.sum())},
-             "stats": merge_stats(index["stats"], column_stats(added[~side], config))}
+             "stats": merge_stats(index["stats"], column_stats(added[~side], config)), "epoch": _epoch(index)}
     return write_index(config, index)
 
 
@@ -243,6 +280,11 @@ def read_index(config: Config) -> dict | None:
     return index
 
 
+def _epoch(index: dict | None = None) -> str:
+    """The index's epoch: rows are only appended to the data sets within one (a rebuild starts a new one)."""
+    return (index or {}).get("epoch") or os.urandom(8).hex()
+
+
 def write_index(config: Config, index: dict) -> dict:
     index = {**index, "sizes": _sizes(config)}
     storage.replace_atomically(index_path(config), lambda handle: handle.write(json.dumps(index).encode()))
@@ -258,7 +300,8 @@ def rebuild_index(config: Config) -> dict:
     data = np.concatenate(hashes) if hashes else np.empty((0, 2), np.uint64)
     if config.output_folder_path.is_dir() or len(data):
         storage.replace_atomically(hashes_path(config), lambda handle: handle.write(data.tobytes()))
-    index = {"rows": {"finaldata": len(final), "testdata": len(test)}, "stats": column_stats(final, config)}
+    index = {"rows": {"finaldata": len(final), "testdata": len(test)}, "stats": column_stats(final, config),
+             "epoch": _epoch()}
     return write_index(config, index) if config.output_folder_path.is_dir() else {**index, "sizes": _sizes(config)}
 
 
@@ -292,10 +335,27 @@ def _append_csv(path: Path, part) -> None:
     new = not path.exists() or path.stat().st_size == 0
     if not len(part) and not new:
         return
-    with open(path, "a", newline="") as handle:
-        part.to_csv(handle, index=False, header=new)
+    with open(path, "ab") as handle:
+        handle.write(csv_bytes(part, header=new))
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def csv_bytes(frame, header: bool) -> bytes:
+    """Rows as CSV: by pyarrow's writer, quoting nothing, or by pandas when a value needs quotes."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    buffer = pa.BufferOutputStream()
+    try:
+        csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer,
+                      csv.WriteOptions(include_header=False, quoting_style="none"))
+        names = ",".join(frame.columns)
+        if any(c in names for c in '"\r\n') or len(names.split(",")) != len(frame.columns):
+            raise pa.ArrowInvalid("a column name needs quotes")
+        return (f"{names}\n".encode() if header else b"") + buffer.getvalue().to_pybytes()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a comma, quote or line break in a value: pandas quotes it
+        return frame.to_csv(index=False, header=header, lineterminator="\n").encode()
 
 
 def _name(path: Path, config: Config) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import datafiles
 import db
 import decisions
 import plots
@@ -60,15 +61,29 @@ def gather(conn, run_hex: str) -> Facts:
 
 
 def confusion(config: Config, engine, production) -> dict:
-    """The production model's confusion matrix on the held-out rows, as kept in the database for the dashboard."""
+    """The production model's confusion matrix on the held-out rows, as kept in the database for the dashboard.
+
+    The last one kept for the same model is brought up to date with the rows held out since (its mark of
+    testdata.csv), so a tick reads its new rows, not all of history."""
+    import numpy as np
     from sklearn.metrics import confusion_matrix
 
     from diagnostics import model_predictions
     from scoring import evaluation_data
 
-    held_out = evaluation_data(config)
-    matrix = confusion_matrix(held_out[config.label], model_predictions(config, engine, held_out), labels=[0, 1])
-    return {"model": production.hex, "rows": len(held_out), "matrix": matrix.tolist()}
+    with engine.connect() as conn:
+        kept = db.artifact(conn, "confusion")
+    kept = json.loads(kept.data) if kept else {}
+    mark = kept.get("testdata") if kept.get("model") == production.hex else None
+    held_out, only_new, now = datafiles.held_out_since(config, mark)
+    if not only_new and held_out.empty:  # nothing held out yet: scored on the training rows, never brought up to date
+        held_out, now = evaluation_data(config), None
+    matrix = np.array(kept["matrix"]) if only_new else np.zeros((2, 2), dtype=int)
+    if len(held_out):
+        predicted = model_predictions(config, engine, held_out)
+        matrix = matrix + confusion_matrix(held_out[config.label], predicted, labels=[0, 1])
+    rows = (kept["rows"] if only_new else 0) + len(held_out)
+    return {"model": production.hex, "rows": rows, "matrix": matrix.tolist(), "testdata": now}
 
 
 def chart(name: str, conn, path: Path | None = None):

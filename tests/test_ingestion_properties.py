@@ -103,3 +103,41 @@ def test_any_input_folder_ends_in_a_recorded_tick_and_exact_rows(entries, seed):
         stored = stored_rows(config)
         assert len(stored) == len(set(stored)) == sum(r.rows for r in ingested)
         assert set(stored) == expected
+
+
+COLUMNS = (("corporation",), ("lastmonth_activity", "lastyear_activity", "number_of_employees"), "exited")
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.one_of(CSV_LIKE, VALID, VALID.map(lambda b: b.replace(b"\n", b"\r\n")), VALID.map(lambda b: b"\xef\xbb\xbf" + b),
+                      st.lists(st.tuples(st.text(alphabet="abcxyz", max_size=4), *[st.integers(-10**6, 10**6)] * 3,
+                                         st.integers(0, 1)), min_size=1, max_size=6).map(
+                          lambda rows: "\n".join([HEADER, *(",".join(map(str, r)) for r in rows)]).encode())))
+def test_the_fast_reader_gives_exactly_the_checked_rows_or_leaves_the_file_to_them(data):
+    """pyarrow reads what it can (plain_rows) and the pandas path everything else: the same rows either way."""
+    import pandas as pd
+
+    from validation import InvalidData, checked_rows, plain_rows
+
+    plain = plain_rows(data, *COLUMNS)
+    try:
+        checked = checked_rows(data, *COLUMNS)
+    except InvalidData as exc:
+        assert plain is None, f"the fast reader took a file the checks refuse: {exc.reason}"
+        return
+    if plain is not None:
+        pd.testing.assert_frame_equal(plain, checked)
+
+
+def test_generated_files_take_the_fast_reader_even_with_missing_cells_and_windows_line_ends():
+    from validation import plain_rows
+
+    frame = datagen.generate(500, seed=3)
+    frame.loc[::7, "lastyear_activity"] = None
+    frame.loc[::11, "corporation"] = None
+    data = frame.to_csv(index=False).encode()
+    for variant in (data, data.replace(b"\n", b"\r\n"), b"\xef\xbb\xbf" + data):
+        rows = plain_rows(variant, *COLUMNS)
+        assert rows is not None
+        assert rows["lastyear_activity"].isna().sum() == len(frame.loc[::7])
+        assert rows["corporation"].isna().sum() == len(frame.loc[::11])

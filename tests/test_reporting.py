@@ -156,3 +156,46 @@ def test_the_pdf_lays_out_any_number_of_files_and_any_message(project, engine, n
     text = pdf_text(project.reports_path / f"report_{tick.hex}.pdf").replace("\n", " ")
     assert "and 42 more" in text
     assert "/runs" in text
+
+
+def test_the_confusion_matrix_is_brought_up_to_date_with_the_new_held_out_rows_only(sqlite_project, no_pip, monkeypatch):
+    import json
+
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    import datafiles
+    import ingestion
+    from scoring import load_production_model
+
+    engine = db.make_engine(sqlite_project.database_url)
+
+    def kept_and_recomputed():
+        with engine.connect() as conn:
+            kept = json.loads(db.artifact(conn, "confusion").data)
+            _, model = load_production_model(conn, sqlite_project)
+        test = pd.read_csv(sqlite_project.testdata_csv)
+        full = confusion_matrix(test["exited"], model.predict(test[list(sqlite_project.features)]), labels=[0, 1])
+        return kept, {"rows": len(test), "matrix": full.tolist()}
+
+    reads = []
+    read_dataset = datafiles.read_dataset
+    monkeypatch.setattr(datafiles, "read_dataset", lambda path, config, since=0: reads.append((path.name, since))
+                        or read_dataset(path, config, since))
+    add_csv(sqlite_project, "a.csv", 3_000, seed=1)
+    assert run_tick(sqlite_project, engine).status == "deployed"
+    for seed in (2, 3):  # same regime: no retrain, the kept matrix grows by the new held-out rows
+        reads.clear()
+        add_csv(sqlite_project, f"more{seed}.csv", 400, seed=seed)
+        assert run_tick(sqlite_project, engine).status == "no_drift"
+        kept, full = kept_and_recomputed()
+        assert {"rows": kept["rows"], "matrix": kept["matrix"]} == full
+        assert reads and all(since > 0 for _, since in reads), reads  # nothing read from the start
+    ingestion.rebuild(sqlite_project, engine)  # a new epoch: the next matrix counts every held-out row again
+    add_csv(sqlite_project, "more4.csv", 400, seed=4)
+    reads.clear()
+    assert run_tick(sqlite_project, engine).status == "no_drift"
+    kept, full = kept_and_recomputed()
+    assert {"rows": kept["rows"], "matrix": kept["matrix"]} == full
+    assert ("testdata.csv", 0) in reads
+    engine.dispose()
