@@ -81,11 +81,21 @@ def held_out(frame, config: Config, split=None):
 
 def split_hash(frame, config: Config):
     """The 64-bit hash of each row that chooses its side (features as floats, ids as text)."""
+    import numpy as np
     import pandas as pd
 
     key = frame[list(config.columns)].astype({c: "float64" for c in config.features})
-    key = key.astype({c: "str" for c in config.id_columns})
-    return pd.util.hash_pandas_object(key, index=False, categorize=False).to_numpy()  # same hashes, sooner
+    for column in config.id_columns:
+        key[column] = _texts(key[column], np.nan)
+    return pd.util.hash_pandas_object(key, index=False, categorize=False).to_numpy()
+
+
+def _texts(ids, missing):
+    """An id column as an object array of text (`missing` where absent): pandas hashes it as it hashes
+    the same column of strings, and sooner."""
+    import pandas as pd
+
+    return pd.Series(ids.astype("str").to_numpy(dtype=object, na_value=missing), index=ids.index, dtype=object)
 
 
 def check_present(config: Config, history: History) -> None:
@@ -143,9 +153,8 @@ def row_hashes(frame, config: Config):
     import pandas as pd
 
     key = frame[list(config.columns)].astype({c: "float64" for c in config.columns if c not in config.id_columns})
-    key = key.astype({c: "object" for c in config.id_columns})
-    for column in config.id_columns:  # NUL never passes validation: it stands for a missing id
-        key[column] = key[column].where(key[column].notna(), "\0").astype(str)
+    for column in config.id_columns:  # no id is empty (an empty cell is a missing id): "" stands for one
+        key[column] = _texts(key[column], "")
     first = split_hash(frame, config)  # the held-out split's own hash: computed once for both uses
     # pandas hashes numbers without the key: the second hash also combines the columns in reverse order.
     second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!",
