@@ -48,15 +48,19 @@ def read_dataset(path: Path, config: Config, since: int = 0):
 
     import pandas as pd
 
+    from validation import arrow_table
+
     if not path.exists():
         return pd.DataFrame(columns=list(config.columns))
-    source = path
-    if since:
-        with open(path, "rb") as handle:
-            header = handle.readline()
-            handle.seek(since)
-            source = io.BytesIO(header + handle.read())
-    return pd.read_csv(source, dtype={c: "str" for c in config.id_columns}, keep_default_na=False, na_values=[""])
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        handle.seek(since or len(header))
+        data = header + handle.read()
+    table = arrow_table(io.BytesIO(data), len(data), config.id_columns, config.columns, newlines=True)
+    if table is not None:  # pyarrow reads what we wrote; pandas what it cannot (an edited file, no rows)
+        return table.to_pandas()
+    return pd.read_csv(io.BytesIO(data), dtype={c: "str" for c in config.id_columns}, keep_default_na=False,
+                       na_values=[""])
 
 
 def held_out_since(config: Config, mark: dict | None):
@@ -201,16 +205,20 @@ def _first_seen(hashes):
 
 def _stored(hashes, stored):
     """True for each row whose hash pair is among the stored ones: `stored` is an array of them or
-    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk;
-    only the rows whose first half is stored are compared whole."""
+    chunks of it (hash_chunks), searched by their first half in the sorted first halves of the new
+    rows, so that memory stays that of a chunk; only rows whose first half is stored are compared whole."""
     import numpy as np
     import pandas as pd
 
     found = np.zeros(len(hashes), dtype=bool)
+    if not len(hashes):
+        return found
+    first = np.sort(hashes[:, 0])
     for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
-        maybe = np.flatnonzero(np.isin(hashes[:, 0], chunk[:, 0]))
-        if len(maybe):
-            near = chunk[np.isin(chunk[:, 0], hashes[maybe, 0])]
+        place = np.minimum(np.searchsorted(first, chunk[:, 0]), len(first) - 1)
+        near = chunk[first[place] == chunk[:, 0]]  # stored rows whose first half a new row has
+        if len(near):
+            maybe = np.flatnonzero(np.isin(hashes[:, 0], near[:, 0]))
             pairs = pd.MultiIndex.from_arrays([hashes[maybe, 0], hashes[maybe, 1]])
             found[maybe] |= pairs.isin(pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]]))
     return found

@@ -209,7 +209,6 @@ def plain_rows(data: bytes, ids, names, label: str):
     not start with a space. None for any other file: checked_rows reads it (and says what is wrong)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as csv
 
     try:
         text = data.decode("utf-8-sig")
@@ -221,19 +220,11 @@ def plain_rows(data: bytes, ids, names, label: str):
     if ("\0" in text or data.count(b"\r") != data.count(b"\r\n") or '"' in header or " " in header
             or len(set(names_seen)) != len(names_seen) or not set(columns) <= set(names_seen)):
         return None
-    try:
-        table = csv.read_csv(pa.py_buffer(data), parse_options=csv.ParseOptions(newlines_in_values=False),
-                             convert_options=csv.ConvertOptions(
-                                 column_types={c: pa.string() for c in ids}, null_values=[""],
-                                 strings_can_be_null=True, include_columns=columns))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a short or long row, a cell the types refuse
-        return None
-    if not table.num_rows:
+    table = arrow_table(pa.py_buffer(data), len(data), ids, columns)
+    if table is None:
         return None
     for name in (*names, label):
         column = table.column(name)
-        if column.type not in (pa.int64(), pa.float64()):  # text, booleans, dates: not plain numbers
-            return None
         if pa.types.is_floating(column.type) and not pc.all(pc.is_finite(column.fill_null(0.0))).as_py():
             return None  # nan, inf: the pandas path says which are missing markers and which are refused
     labels = table.column(label)
@@ -246,3 +237,25 @@ def plain_rows(data: bytes, ids, names, label: str):
     rows = table.to_pandas()
     rows[label] = rows[label].astype("int64")
     return rows
+
+
+def arrow_table(source, size: int, text, columns, newlines: bool = False):
+    """`columns` of CSV data read by pyarrow as pandas reads them with only empty cells missing: `text`
+    columns as text, the others as int64 or float64 (types inferred from the whole file, one block).
+    None when pyarrow cannot read it so (no rows, a short or long row, a cell that is no number, a
+    line break in a value without `newlines`): pandas' parser reads it instead."""
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    try:
+        table = csv.read_csv(source, read_options=csv.ReadOptions(block_size=max(size + 1, 1 << 20)),
+                             parse_options=csv.ParseOptions(newlines_in_values=newlines),
+                             convert_options=csv.ConvertOptions(
+                                 column_types={c: pa.string() for c in text}, null_values=[""],
+                                 strings_can_be_null=True, include_columns=list(columns)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    numeric = [table.column(c).type for c in columns if c not in text]
+    if not table.num_rows or any(t not in (pa.int64(), pa.float64()) for t in numeric):
+        return None  # text, booleans, dates, an all-empty column: not plain numbers
+    return table
