@@ -205,18 +205,14 @@ def _first_seen(hashes):
 
 def _stored(hashes, stored):
     """True for each row whose hash pair is among the stored ones: `stored` is an array of them or
-    chunks of it (hash_chunks), searched by their first half in the sorted first halves of the new
-    rows, so that memory stays that of a chunk; only rows whose first half is stored are compared whole."""
+    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk;
+    only rows whose first half is stored are compared whole."""
     import numpy as np
     import pandas as pd
 
     found = np.zeros(len(hashes), dtype=bool)
-    if not len(hashes):
-        return found
-    first = np.sort(hashes[:, 0])
     for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
-        place = np.minimum(np.searchsorted(first, chunk[:, 0]), len(first) - 1)
-        near = chunk[first[place] == chunk[:, 0]]  # stored rows whose first half a new row has
+        near = chunk[pd.Series(chunk[:, 0]).isin(hashes[:, 0]).to_numpy()]  # stored rows a new row may be
         if len(near):
             maybe = np.flatnonzero(np.isin(hashes[:, 0], near[:, 0]))
             pairs = pd.MultiIndex.from_arrays([hashes[maybe, 0], hashes[maybe, 1]])
@@ -242,16 +238,19 @@ def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dic
     if run_hex:  # written first: if this run never commits, the next ingestion cuts what follows
         journal = {"hex": run_hex, **{f"{k}_bytes": v for k, v in _sizes(config).items()}}
         storage.replace_atomically(journal_path(config), lambda handle: handle.write(json.dumps(journal).encode()))
+    import pyarrow as pa
+
     side = held_out(added, config, hashes[:, 0])
-    for path, part in ((config.finaldata_csv, added[~side]), (config.testdata_csv, added[side])):
-        _append_csv(path, part)
+    table = pa.Table.from_pandas(added, preserve_index=False)
+    for path, rows in ((config.finaldata_csv, ~side), (config.testdata_csv, side)):
+        _append_csv(path, table.filter(pa.array(rows)))
     with open(hashes_path(config), "ab") as handle:
         handle.write(hashes.tobytes())
         handle.flush()
         os.fsync(handle.fileno())
     index = {"rows": {"finaldata": index["rows"]["finaldata"] + int((~side).sum()),
                       "testdata": index["rows"]["testdata"] + int(side.sum())},
-             "stats": merge_stats(index["stats"], column_stats(added[~side], config)), "epoch": _epoch(index)}
+             "stats": merge_stats(index["stats"], column_stats(added, config, ~side)), "epoch": _epoch(index)}
     return write_index(config, index)
 
 
@@ -322,11 +321,18 @@ def rebuild_index(config: Config) -> dict:
     return write_index(config, index) if config.output_folder_path.is_dir() else {**index, "sizes": _sizes(config)}
 
 
-def column_stats(frame, config: Config) -> dict:
-    """Count, mean and sum of squared deviations (M2) of each feature, and missing values of each column."""
-    stats = {"rows": len(frame), "missing": {c: int(frame[c].isna().sum()) for c in config.columns}, "features": {}}
+def column_stats(frame, config: Config, rows=None) -> dict:
+    """Count, mean and sum of squared deviations (M2) of each feature, and missing values of each column
+    (of the rows where `rows`, a boolean mask, is true; of all without it)."""
+    import numpy as np
+
+    take = (lambda values: values) if rows is None else (lambda values: values[rows])
+    stats = {"rows": len(frame) if rows is None else int(rows.sum()), "missing": {}, "features": {}}
+    for column in config.columns:
+        stats["missing"][column] = int(take(frame[column].isna().to_numpy()).sum())
     for feature in config.features:
-        values = frame[feature].dropna().astype("float64")
+        values = take(frame[feature].to_numpy(dtype="float64", na_value=np.nan))
+        values = values[~np.isnan(values)]
         mean = float(values.mean()) if len(values) else 0.0
         stats["features"][feature] = {"n": len(values), "mean": mean, "m2": float(((values - mean) ** 2).sum())}
     return stats
@@ -347,7 +353,7 @@ def merge_stats(old: dict, new: dict) -> dict:
 
 
 def _append_csv(path: Path, part) -> None:
-    """Append rows to a CSV (its header first if it is new), flushed to disk."""
+    """Append rows (a pyarrow Table) to a CSV (its header first if it is new), flushed to disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     if not len(part) and not new:
@@ -358,21 +364,21 @@ def _append_csv(path: Path, part) -> None:
         os.fsync(handle.fileno())
 
 
-def csv_bytes(frame, header: bool) -> bytes:
-    """Rows as CSV: by pyarrow's writer, quoting nothing, or by pandas when a value needs quotes."""
+def csv_bytes(table, header: bool) -> bytes:
+    """Rows of a pyarrow Table as CSV: by pyarrow's writer, quoting nothing, or by pandas when a value
+    (or a column name) needs quotes."""
     import pyarrow as pa
     import pyarrow.csv as csv
 
-    buffer = pa.BufferOutputStream()
-    try:
-        csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer,
-                      csv.WriteOptions(include_header=False, quoting_style="none"))
-        names = ",".join(frame.columns)
-        if any(c in names for c in '"\r\n') or len(names.split(",")) != len(frame.columns):
-            raise pa.ArrowInvalid("a column name needs quotes")
-        return (f"{names}\n".encode() if header else b"") + buffer.getvalue().to_pybytes()
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a comma, quote or line break in a value: pandas quotes it
-        return frame.to_csv(index=False, header=header, lineterminator="\n").encode()
+    names = ",".join(table.column_names)
+    if not any(c in names for c in '"\r\n') and len(names.split(",")) == table.num_columns:
+        buffer = pa.BufferOutputStream()
+        try:
+            csv.write_csv(table, buffer, csv.WriteOptions(include_header=False, quoting_style="none"))
+            return (f"{names}\n".encode() if header else b"") + buffer.getvalue().to_pybytes()
+        except pa.ArrowInvalid:  # a comma, quote or line break in a value
+            pass
+    return table.to_pandas().to_csv(index=False, header=header, lineterminator="\n").encode()
 
 
 def _name(path: Path, config: Config) -> str:

@@ -2,7 +2,7 @@
 
     python bench/speed.py                    # the issue's sizes (1,000,000 and 2,000,000 rows)
     python bench/speed.py --scale 0.1        # every size divided by 10, for a quick look
-    python bench/speed.py --only predict     # one part: tick, working, history, ingestion, predict
+    python bench/speed.py --only predict     # one part: tick, huge, working, history, ingestion, predict
 
 Every process is timed whole (wall time, from start to exit) with its peak memory (ru_maxrss of
 that process and the children it waited for), in temporary copies of the project on SQLite. The
@@ -83,7 +83,26 @@ def project(tmp: Path, first_rows: int) -> Path:
     (root / "config.json").write_text(json.dumps({**config, "outdated_timeout_seconds": 15}))
     datagen.generate(first_rows, seed=1).to_csv(root / "sourcedata" / "base.csv", index=False)
     tick(root)
+    settle(root)
     return root
+
+
+def settle(root: Path, limit: float = 60.0) -> None:
+    """Wait for the outdated-packages check the first tick started in the background (once a day): it is
+    the setup's work, and would otherwise take a core from the tick being timed."""
+    import fcntl
+    import sqlite3
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        with sqlite3.connect(root / "riskassessment.db") as conn:
+            answered = conn.execute("SELECT count(*) FROM package_checks").fetchone()[0]
+        if answered:
+            with open(root / ".outdated_check.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # its process holds it until its answer is stored
+            return
+        time.sleep(0.2)
+    print(f"(the outdated-packages check of the first tick did not answer within {limit:.0f} s)", flush=True)
 
 
 def tick(root: Path) -> dict:
@@ -276,7 +295,24 @@ def prediction_rate() -> None:
            f"{ours:,.0f} req/s against {bare:,.0f} req/s: {ours / bare:.2f}x", ">= 0.5x", ours / bare >= 0.5)
 
 
-PARTS = {"tick": big_tick, "working": lambda a: working_tick(a.scale, a.repeat),
+def huge_history(scale: float) -> None:
+    """A tick ingesting 1,000,000 drifted rows (drift, retrain on the window, deploy, PDF) on a 10,000,000-row
+    history, ingested beforehand by ingestion.py a million rows at a time: its peak memory."""
+    rows, history = int(1_000_000 * scale), int(10_000_000 * scale)
+    with tempfile.TemporaryDirectory() as tmp:
+        first = min(20_000, history)
+        root = project(Path(tmp), first)
+        for part, start in enumerate(range(first, history, rows)):
+            add_files(root, min(rows, history - start), f"history{part}", 1000 + 10 * part, parts=1)
+            measure([sys.executable, str(root / "ingestion.py")], cwd=root)
+        add_files(root, rows, "new", 100, flip=1.0)
+        result = tick(root)
+    status = result["out"].strip().split()[-1] if result["out"].strip() else "?"
+    record(f"tick ingesting {rows:,} rows on {history:,} rows of history ({status})",
+           f"{result['seconds']:.1f} s, {result['mb']:.0f} MB", "peak memory < 3072 MB", result["mb"] < 3072)
+
+
+PARTS = {"tick": big_tick, "huge": lambda a: huge_history(a.scale), "working": lambda a: working_tick(a.scale, a.repeat),
          "history": lambda a: history_cost(a.scale, a.repeat), "ingestion": lambda a: ingestion_cost(a.scale, a.repeat),
          "predict": lambda a: prediction_rate()}
 
@@ -301,8 +337,6 @@ def main() -> int:
     print("\n| figure | measured | goal | met |\n|---|---|---|---|")
     for figure, measured, goal, met in RESULTS:
         print(f"| {figure.strip()} | {measured} | {goal} | {'-' if met is None else 'yes' if met else 'NO'} |")
-    print("(10,000,000-row history + 1,000,000 rows under 3 GB: not run here, it needs about a minute of "
-          "data generation alone)")
     return 0
 
 
