@@ -83,23 +83,47 @@ def held_out(frame, config: Config, split=None):
     return buckets < round(config.test_fraction * 10_000)
 
 
-def split_hash(frame, config: Config):
-    """The 64-bit hash of each row that chooses its side (features as floats, ids as text)."""
+def split_hash(frame, config: Config, key=None):
+    """The 64-bit hash of each row that chooses its side (features as floats, ids as text, the label as
+    read). `key`: hash_key(frame), when it was computed already."""
+    numbers, texts = key or hash_key(frame, config)
+    columns = [texts[c] if c in texts else numbers[c] if c in config.features else frame[c].to_numpy()
+               for c in config.columns]
+    return combined_hash(columns)
+
+
+def hash_key(frame, config: Config):
+    """What the row hashes are taken of: ({column: float64 array} of the other columns, {id column: object
+    array of text, NaN where missing})."""
+    import numpy as np
+
+    numbers = {c: frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in config.columns if c not in config.id_columns}
+    texts = {c: frame[c].astype("str").to_numpy(dtype=object, na_value=np.nan) for c in config.id_columns}
+    return numbers, texts
+
+
+def combined_hash(columns, hash_key: str | None = None):
+    """One 64-bit hash of each row of these columns (numpy arrays): pandas' hash_pandas_object of a frame
+    of them (index=False), computed here so that stored hashes do not depend on how pandas gets there:
+    each column hashed by pd.util.hash_array (missing text as u8max, as pandas' categorised hashing has
+    it), then combined as pandas (and CPython's tuple hash) combines them."""
     import numpy as np
     import pandas as pd
 
-    key = frame[list(config.columns)].astype({c: "float64" for c in config.features})
-    for column in config.id_columns:
-        key[column] = _texts(key[column], np.nan)
-    return pd.util.hash_pandas_object(key, index=False, categorize=False).to_numpy()
-
-
-def _texts(ids, missing):
-    """An id column as an object array of text (`missing` where absent): pandas hashes it as it hashes
-    the same column of strings, and sooner."""
-    import pandas as pd
-
-    return pd.Series(ids.astype("str").to_numpy(dtype=object, na_value=missing), index=ids.index, dtype=object)
+    out = np.full(len(columns[0]), 0x345678, dtype=np.uint64)
+    multiplier = np.uint64(1000003)
+    for place, values in enumerate(columns):
+        if values.dtype == object:
+            missing = pd.isna(values)
+            hashed = pd.util.hash_array(np.where(missing, "", values), hash_key=hash_key or "0123456789123456",
+                                        categorize=False)
+            hashed[missing] = np.iinfo(np.uint64).max
+        else:
+            hashed = pd.util.hash_array(values, categorize=False)
+        out ^= hashed
+        out *= multiplier
+        multiplier += np.uint64(82520 + 2 * (len(columns) - place))
+    return out + np.uint64(97531)
 
 
 def check_present(config: Config, history: History) -> None:
@@ -156,14 +180,13 @@ def row_hashes(frame, config: Config):
     import numpy as np
     import pandas as pd
 
-    key = frame[list(config.columns)].astype({c: "float64" for c in config.columns if c not in config.id_columns})
-    for column in config.id_columns:  # no id is empty (an empty cell is a missing id): "" stands for one
-        key[column] = _texts(key[column], "")
-    first = split_hash(frame, config)  # the held-out split's own hash: computed once for both uses
-    # pandas hashes numbers without the key: the second hash also combines the columns in reverse order.
-    second = pd.util.hash_pandas_object(key[key.columns[::-1]], index=False, hash_key="drat-row-hash-2!",
-                                        categorize=False).to_numpy()
-    return np.stack([first, second], axis=1).astype(np.uint64)
+    numbers, texts = key = hash_key(frame, config)
+    first = split_hash(frame, config, key)  # the held-out split's own hash: computed once for both uses
+    # No id is empty (an empty cell is a missing id): "" stands for a missing one. Numbers are hashed
+    # without the key: the second hash also combines the columns in reverse order.
+    columns = [np.where(pd.isna(texts[c]), "", texts[c]) if c in texts else numbers[c] for c in config.columns]
+    second = combined_hash(columns[::-1], hash_key="drat-row-hash-2!")
+    return np.stack([first, second], axis=1)
 
 
 def stored_hashes(config: Config):

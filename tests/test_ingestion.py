@@ -220,3 +220,22 @@ def test_history_searched_in_chunks_finds_every_stored_row(sqlite_project):
         added, counts, _ = datafiles.new_rows([again], datafiles.hash_chunks(config, rows), config)
         assert counts == [len(datagen.generate(200, seed=3).drop_duplicates())]
         assert len(added) == counts[0]
+
+
+def test_row_hashes_stay_those_the_data_sets_were_stored_with(sqlite_project):
+    """The hashes beside the data sets (and the held-out split) are persisted: they must not change when
+    the code or pandas does. These values are what the first release of the hashes computed."""
+    import numpy as np
+
+    import datafiles
+
+    frame = pd.DataFrame({"corporation": pd.Series(["abc", None, "ünï€😀", "00012"], dtype="str"),
+                          "lastmonth_activity": [1.0, np.nan, -0.0, 2.5], "lastyear_activity": [10, 20, 30, 40],
+                          "number_of_employees": [3, 0, 7, 1], "exited": [0, 1, 1, 0]})
+    expected = [[3660811267301654280, 4798959685166718886], [17712886069680227285, 13414134978786358656],
+                [1905278369430167936, 1917018408495155653], [12698292485532035896, 8389041148313275338]]
+    assert datafiles.row_hashes(frame, sqlite_project).tolist() == expected
+    assert datafiles.row_hashes(frame.astype({"corporation": object}), sqlite_project).tolist() == expected
+    # The first hash is pandas' own hash of the row (ids as text, features as floats): the split.
+    key = frame.astype({c: "float64" for c in sqlite_project.features})
+    assert datafiles.split_hash(frame, sqlite_project).tolist() == pd.util.hash_pandas_object(key, index=False).tolist()
