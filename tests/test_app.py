@@ -392,6 +392,23 @@ def test_a_redeployed_model_is_served_without_restart(client, deployed, project,
     assert client.get("/health").json["model"]["hex"] == new_hex
 
 
+def test_predictions_go_on_when_the_database_drops_the_connection_of_the_model_check(client, deployed, project, engine):
+    """The model check keeps one connection across requests (serving.ModelCache): a database that closes
+    it (a restart, a killed backend) costs that request a reconnect, not an error."""
+    assert predict(client, records=[RECORD]).json["model"] == deployed.hex
+    cache = client.application.extensions["drat"]["models"]
+    if engine.dialect.name == "postgresql":
+        pid = cache._connection.driver_connection.info.backend_pid
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        cache._connection.driver_connection.close()  # SQLite: a connection that fails on its next use
+    response = predict(client, records=[RECORD])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.json["model"] == deployed.hex
+    assert predict(client, records=[RECORD]).json["model"] == deployed.hex  # on a new connection again
+
+
 def test_dashboard_shows_runs_and_quarantined_files_escaped(client, deployed, project, engine):
     (project.input_folder_path / "x<b>y.csv").write_text("not,the,right,columns\n1,2,3,4\n")
     add_csv(project, "more.csv", seed=2)
