@@ -47,8 +47,13 @@ def save_reference(frame, config: Config, model_hex: str, max_rows: int = REFERE
     sample = frame[list(config.features)]
     if len(sample) > max_rows:  # KS and PSI on a large random sample are as valid, and memory stays small
         sample = sample.sample(n=max_rows, random_state=config.random_seed)
+    import pyarrow as pa
+
+    from datafiles import csv_bytes
+
+    data = csv_bytes(pa.Table.from_pandas(sample, preserve_index=False), header=True)
     path = reference_path(config, model_hex)
-    storage.replace_atomically(path, lambda handle: sample.to_csv(handle, index=False))
+    storage.replace_atomically(path, lambda handle: handle.write(data))
     return path
 
 
