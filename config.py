@@ -158,6 +158,20 @@ def expected_errors() -> tuple[type[BaseException], ...]:
             sqlalchemy.exc.DBAPIError, sqlalchemy.exc.ArgumentError)
 
 
+def exit_now(code: int) -> None:
+    """End a script that has finished: flush its logs and output, then exit without the interpreter's
+    teardown, which frees a large tick's objects one at a time (half a second after a 1,000,000-row
+    tick) when everything is already written, fsynced and committed."""
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def run_script(main) -> int:
     """Run a script's main(), the one way every script ends: an expected failure is one line on
     stderr and exit code 1 (a recorded run is already marked failed); a bug raises, so its

@@ -7,7 +7,6 @@ and deploy when it has drifted, and record everything under the tick's run id.
 
 import argparse
 import logging
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,7 @@ import datafiles
 import db
 import decisions
 import ingestion
-from config import Config, describe_error, run_script
+from config import Config, describe_error, exit_now, run_script
 from decisions import Challenger, DataDrift, Decision, Gate, ModelDrift
 from storage import pipeline_lock
 
@@ -426,4 +425,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_script(main))
+    exit_now(run_script(main))

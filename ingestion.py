@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import stat
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import datafiles
 import db
 import storage
-from config import Config, run_script
+from config import Config, exit_now, run_script
 from datafiles import History, held_out, merge_rows, read_dataset  # noqa: F401 - the steps read the data sets here
 from validation import InvalidData, excerpt, labelled_rows
 
@@ -231,4 +230,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_script(main))
+    exit_now(run_script(main))
