@@ -78,7 +78,7 @@ def record_model(conn, config: Config, model_hex: str, path: str, sha: str, scor
     db.store_artifact(conn, "model", model_hex, data)
     reference = reference_path(config, model_hex)
     if reference.is_file():
-        db.store_artifact(conn, "reference", model_hex, gzip.compress(reference.read_bytes(), compresslevel=6))
+        db.store_artifact(conn, "reference", model_hex, gzip.compress(reference.read_bytes(), compresslevel=1))  # 0.02 s, not 0.17
 
 
 def train_and_save(frame, config: Config, model_hex: str):
