@@ -77,8 +77,8 @@ def record_model(conn, config: Config, model_hex: str, path: str, sha: str, scor
     db.record_model(conn, model_hex, path, sha, score, train_rows, counts, train_first_row)
     db.store_artifact(conn, "model", model_hex, data)
     reference = reference_path(config, model_hex)
-    if reference.is_file():
-        db.store_artifact(conn, "reference", model_hex, gzip.compress(reference.read_bytes(), compresslevel=1))  # 0.02 s, not 0.17
+    if reference.is_file():  # level 1: 0.02 s for 100,000 rows, where level 6 took 0.17 s for 12% less
+        db.store_artifact(conn, "reference", model_hex, gzip.compress(reference.read_bytes(), compresslevel=1))
 
 
 def train_and_save(frame, config: Config, model_hex: str):
