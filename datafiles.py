@@ -83,16 +83,16 @@ def held_out(frame, config: Config, split=None):
     return buckets < round(config.test_fraction * 10_000)
 
 
-def split_hash(frame, config: Config, key=None):
+def split_hash(frame, config: Config, values=None):
     """The 64-bit hash of each row that chooses its side (features as floats, ids as text, the label as
-    read). `key`: hash_key(frame), when it was computed already."""
-    numbers, texts = key or hash_key(frame, config)
+    read). `values`: hashed_values(frame), when they were computed already."""
+    numbers, texts = values or hashed_values(frame, config)
     columns = [texts[c] if c in texts else numbers[c] if c in config.features else frame[c].to_numpy()
                for c in config.columns]
     return combined_hash(columns)
 
 
-def hash_key(frame, config: Config):
+def hashed_values(frame, config: Config):
     """What the row hashes are taken of: ({column: float64 array} of the other columns, {id column: object
     array of text, NaN where missing})."""
     import numpy as np
@@ -102,7 +102,7 @@ def hash_key(frame, config: Config):
     return numbers, texts
 
 
-def combined_hash(columns, hash_key: str | None = None):
+def combined_hash(columns, hash_key: str = "0123456789123456"):  # pandas' default key
     """One 64-bit hash of each row of these columns (numpy arrays): pandas' hash_pandas_object of a frame
     of them (index=False), computed here so that stored hashes do not depend on how pandas gets there:
     each column hashed by pd.util.hash_array (missing text as u8max, as pandas' categorised hashing has
@@ -115,7 +115,7 @@ def combined_hash(columns, hash_key: str | None = None):
     for place, values in enumerate(columns):
         if values.dtype == object:
             missing = pd.isna(values)
-            hashed = pd.util.hash_array(np.where(missing, "", values), hash_key=hash_key or "0123456789123456",
+            hashed = pd.util.hash_array(np.where(missing, "", values), hash_key=hash_key,
                                         categorize=False)
             hashed[missing] = np.iinfo(np.uint64).max
         else:
@@ -180,8 +180,8 @@ def row_hashes(frame, config: Config):
     import numpy as np
     import pandas as pd
 
-    numbers, texts = key = hash_key(frame, config)
-    first = split_hash(frame, config, key)  # the held-out split's own hash: computed once for both uses
+    numbers, texts = values = hashed_values(frame, config)
+    first = split_hash(frame, config, values)  # the held-out split's own hash: computed once for both uses
     # No id is empty (an empty cell is a missing id): "" stands for a missing one. Numbers are hashed
     # without the key: the second hash also combines the columns in reverse order.
     columns = [np.where(pd.isna(texts[c]), "", texts[c]) if c in texts else numbers[c] for c in config.columns]

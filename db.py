@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from config import describe_error
 from schema import (  # noqa: F401 - the schema, for callers of db
+    COUNTS,
     SCHEMA_REVISION,
     SchemaOutOfDate,
     UTCDateTime,
@@ -136,9 +137,6 @@ def set_file_rows(conn: sa.Connection, record_id: int, rows: int, error: str | N
 def production_model(conn: sa.Connection):
     """The models row marked production, or None before the first deployment."""
     return conn.execute(sa.select(models).where(models.c.is_production)).first()
-
-
-COUNTS = ("tp", "fp", "fn", "tn")
 
 
 def batches_since_deployment(conn: sa.Connection, model_hex: str) -> list:

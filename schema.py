@@ -58,6 +58,8 @@ ingested_files = sa.Table(
     sa.Column("hex", sa.String(32), nullable=False, index=True),
 )
 
+COUNTS = ("tp", "fp", "fn", "tn")  # the confusion counts kept beside an F1 score (f1 and models)
+
 f1 = sa.Table(
     "f1", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -69,10 +71,7 @@ f1 = sa.Table(
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
     # Confusion counts behind f1_score (NULL in rows written before they were kept): pooled over
     # batches they give the exact F1 of all the rows and its standard error (scoring.Confusion).
-    sa.Column("tp", sa.Integer),
-    sa.Column("fp", sa.Integer),
-    sa.Column("fn", sa.Integer),
-    sa.Column("tn", sa.Integer),
+    *(sa.Column(count, sa.Integer) for count in COUNTS),
 )
 
 feature_stats = sa.Table(
@@ -116,10 +115,7 @@ models = sa.Table(
     sa.Column("is_production", sa.Boolean, nullable=False, default=False),
     # Confusion counts behind f1_score on the held-out rows: the model's drift reference, with its
     # standard error (NULL in rows written before they were kept).
-    sa.Column("tp", sa.Integer),
-    sa.Column("fp", sa.Integer),
-    sa.Column("fn", sa.Integer),
-    sa.Column("tn", sa.Integer),
+    *(sa.Column(count, sa.Integer) for count in COUNTS),
 )
 
 deployments = sa.Table(
