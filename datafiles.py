@@ -15,11 +15,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import rowhash
 import storage
 from config import Config
 
 log = logging.getLogger(__name__)
 REBUILD = "python ingestion.py --rebuild"
+SECOND_KEY = b"drat-row-hash-2!"  # the key of a row's second hash
 HASH_CHUNK_ROWS = 500_000  # stored row hashes searched at a time (8 MB): a tick's memory does not grow with history
 
 
@@ -48,19 +50,36 @@ def read_dataset(path: Path, config: Config, since: int = 0):
 
     import pandas as pd
 
+    table, data = _arrow_dataset(path, config, since)
+    if table is not None:  # pyarrow reads what we wrote; pandas what it cannot (an edited file, no rows)
+        return table.to_pandas()
+    if data is None:
+        return pd.DataFrame(columns=list(config.columns))
+    return pd.read_csv(io.BytesIO(data), dtype={c: "str" for c in config.id_columns}, keep_default_na=False,
+                       na_values=[""])
+
+
+def read_table(path: Path, config: Config):
+    """read_dataset as a pyarrow Table of the data-set columns (as_table): pandas reads only what pyarrow cannot."""
+    table, data = _arrow_dataset(path, config)
+    if table is None and (data is None or data.rstrip(b"\r\n").count(b"\n") == 0):
+        return empty_table(config)  # absent, or a header alone
+    return as_table(table if table is not None else read_dataset(path, config), config)
+
+
+def _arrow_dataset(path: Path, config: Config, since: int = 0):
+    """(the data set read by pyarrow or None, its bytes or None when the file is absent)."""
+    import io
+
     from validation import arrow_table
 
     if not path.exists():
-        return pd.DataFrame(columns=list(config.columns))
+        return None, None
     with open(path, "rb") as handle:
         header = handle.readline()
         handle.seek(since or len(header))
         data = header + handle.read()
-    table = arrow_table(io.BytesIO(data), len(data), config.id_columns, config.columns, newlines=True)
-    if table is not None:  # pyarrow reads what we wrote; pandas what it cannot (an edited file, no rows)
-        return table.to_pandas()
-    return pd.read_csv(io.BytesIO(data), dtype={c: "str" for c in config.id_columns}, keep_default_na=False,
-                       na_values=[""])
+    return arrow_table(io.BytesIO(data), len(data), config.id_columns, config.columns, newlines=True), data
 
 
 def held_out_since(config: Config, mark: dict | None):
@@ -75,55 +94,51 @@ def held_out_since(config: Config, mark: dict | None):
     return read_dataset(config.testdata_csv, config), False, now
 
 
-def held_out(frame, config: Config, split=None):
+def held_out(rows, config: Config, split=None):
     """True for rows held out as test data, chosen by a hash of the row's values, so a row
     always lands on the same side: re-ingesting a file never moves or duplicates rows.
-    `split`: that hash (split_hash), when it was computed already."""
-    buckets = (split_hash(frame, config) if split is None else split) % 10_000
+    `rows`: a pyarrow Table or pandas DataFrame; `split`: their split_hash, when it was computed already."""
+    buckets = (split_hash(rows, config) if split is None else split) % 10_000
     return buckets < round(config.test_fraction * 10_000)
 
 
-def split_hash(frame, config: Config, values=None):
-    """The 64-bit hash of each row that chooses its side (features as floats, ids as text, the label as
-    read). `values`: hashed_values(frame), when they were computed already."""
-    numbers, texts = values or hashed_values(frame, config)
-    columns = [texts[c] if c in texts else numbers[c] if c in config.features else frame[c].to_numpy()
-               for c in config.columns]
-    return combined_hash(columns)
+def as_table(rows, config: Config):
+    """The data-set columns of rows (a pyarrow Table, or a pandas DataFrame) as a pyarrow Table: ids as
+    text, the other columns as they are."""
+    import pyarrow as pa
+
+    if not isinstance(rows, pa.Table):
+        frame = rows[list(config.columns)].astype({c: "str" for c in config.id_columns})
+        rows = pa.Table.from_pandas(frame, preserve_index=False)
+    return pa.Table.from_arrays([rows.column(c).cast(pa.string()) if c in config.id_columns else rows.column(c)
+                                 for c in config.columns], names=list(config.columns))
 
 
-def hashed_values(frame, config: Config):
-    """What the row hashes are taken of: ({column: float64 array} of the other columns, {id column: object
-    array of text, NaN where missing})."""
-    import numpy as np
+def empty_table(config: Config):
+    """A data-set table without rows."""
+    import pyarrow as pa
 
-    numbers = {c: frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in config.columns if c not in config.id_columns}
-    texts = {c: frame[c].astype("str").to_numpy(dtype=object, na_value=np.nan) for c in config.id_columns}
-    return numbers, texts
+    return as_table(pa.Table.from_arrays([pa.nulls(0, pa.float64() if c in config.features else pa.int64())
+                                          for c in config.columns], names=list(config.columns)), config)
 
 
-def combined_hash(columns, hash_key: str = "0123456789123456"):  # pandas' default key
-    """One 64-bit hash of each row of these columns (numpy arrays): pandas' hash_pandas_object of a frame
-    of them (index=False), computed here so that stored hashes do not depend on how pandas gets there:
-    each column hashed by pd.util.hash_array (missing text as u8max, as pandas' categorised hashing has
-    it), then combined as pandas (and CPython's tuple hash) combines them."""
-    import numpy as np
-    import pandas as pd
+def split_hash(rows, config: Config, floats=None):
+    """The 64-bit hash of each row that chooses its side: pandas' hash_pandas_object (index=False) of the
+    data-set columns with features as floats, ids as text (missing apart from any text), the label as
+    read. `floats`: _float_hashes(rows), when they were computed already."""
+    table = as_table(rows, config)
+    floats = floats or _float_hashes(table, config)
+    return rowhash.combine([rowhash.text(table.column(c)) if c in config.id_columns else
+                            floats[c] if c in config.features else rowhash.numbers(rowhash.to_numpy(table.column(c)))
+                            for c in config.columns])
 
-    out = np.full(len(columns[0]), 0x345678, dtype=np.uint64)
-    multiplier = np.uint64(1000003)
-    for place, values in enumerate(columns):
-        if values.dtype == object:
-            missing = pd.isna(values)
-            hashed = pd.util.hash_array(np.where(missing, "", values), hash_key=hash_key,
-                                        categorize=False)
-            hashed[missing] = np.iinfo(np.uint64).max
-        else:
-            hashed = pd.util.hash_array(values, categorize=False)
-        out ^= hashed
-        out *= multiplier
-        multiplier += np.uint64(82520 + 2 * (len(columns) - place))
-    return out + np.uint64(97531)
+
+def _float_hashes(table, config: Config) -> dict:
+    """{column: hash of its values as float64 (pd.util.hash_array)} of every column but the ids."""
+    import pyarrow as pa
+
+    return {c: rowhash.numbers(rowhash.to_numpy(table.column(c).cast(pa.float64())))
+            for c in config.columns if c not in config.id_columns}
 
 
 def check_present(config: Config, history: History) -> None:
@@ -174,19 +189,21 @@ def _journaled(config: Config, journal: dict) -> list[tuple[Path, int]]:
             (hashes_path(config), journal["hashes_bytes"])]
 
 
-def row_hashes(frame, config: Config):
+def row_hashes(rows, config: Config):
     """Two 64-bit hashes of each row's values, computed differently (an (n, 2) uint64 array): rows are equal
     when their hashes are (ids as text, a missing id apart from any text; numbers as floats)."""
     import numpy as np
-    import pandas as pd
 
-    numbers, texts = values = hashed_values(frame, config)
-    first = split_hash(frame, config, values)  # the held-out split's own hash: computed once for both uses
-    # No id is empty (an empty cell is a missing id): "" stands for a missing one. Numbers are hashed
-    # without the key: the second hash also combines the columns in reverse order.
-    columns = [np.where(pd.isna(texts[c]), "", texts[c]) if c in texts else numbers[c] for c in config.columns]
-    second = combined_hash(columns[::-1], hash_key="drat-row-hash-2!")
-    return np.stack([first, second], axis=1)
+    def pair(part):
+        floats = _float_hashes(part, config)
+        first = split_hash(part, config, floats)  # the held-out split's own hash: computed once for both uses
+        # No id is empty (an empty cell is a missing id): "" stands for a missing one. Numbers are hashed
+        # without the key: the second hash also combines the columns in reverse order.
+        second = rowhash.combine([rowhash.text(part.column(c), SECOND_KEY, missing_as_empty=True)
+                                  if c in config.id_columns else floats[c] for c in reversed(config.columns)])
+        return np.stack([first, second], axis=1)
+
+    return np.concatenate(in_threads(pair, _slices(as_table(rows, config), 2)))  # numpy works outside the GIL
 
 
 def stored_hashes(config: Config):
@@ -197,32 +214,35 @@ def stored_hashes(config: Config):
     return np.fromfile(path, dtype=np.uint64).reshape(-1, 2) if path.exists() else np.empty((0, 2), np.uint64)
 
 
-def new_rows(frames: list, stored, config: Config):
-    """(rows to append, rows each frame adds, their hashes): a row counts for the first frame that
-    has it, and only if the data sets do not hold it already (`stored`: their row hashes, an array
-    or chunks of it)."""
+def new_rows(tables: list, stored, config: Config):
+    """(rows to append, rows each table adds, their hashes): a row counts for the first table (or
+    DataFrame) that has it, and only if the data sets do not hold it already (`stored`: their row
+    hashes, an array or chunks of it). The rows to append are a pyarrow Table."""
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
 
-    columns = list(config.columns)
-    new = pd.concat([f[columns] for f in frames], ignore_index=True)
-    owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    tables = [as_table(t, config) for t in tables]
+    new = pa.concat_tables(tables, promote_options="permissive") if tables else empty_table(config)  # int, float: float
+    owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     hashes = row_hashes(new, config)
     fresh = _first_seen(hashes) & ~_stored(hashes, stored)
-    counts = np.bincount(owner[fresh], minlength=len(frames))
-    return new[fresh].reset_index(drop=True), [int(n) for n in counts], hashes[fresh]
+    counts = np.bincount(owner[fresh], minlength=len(tables))
+    return new.filter(rowhash.mask(fresh)), [int(n) for n in counts], hashes[fresh]
 
 
 def _first_seen(hashes):
     """True for the first row of each distinct hash pair: only rows that share their first hash with
     another are compared whole."""
     import numpy as np
-    import pandas as pd
 
     fresh = np.ones(len(hashes), dtype=bool)
-    tied = np.flatnonzero(pd.Series(hashes[:, 0]).duplicated(keep=False).to_numpy())
-    if len(tied):  # in their order: the first of equal pairs stays
-        fresh[tied] = ~pd.DataFrame(hashes[tied]).duplicated().to_numpy()
+    first = np.sort(hashes[:, 0])
+    repeated = np.unique(first[1:][first[1:] == first[:-1]])
+    if len(repeated):  # in their order: the first of equal pairs stays
+        tied = np.flatnonzero(_member(hashes[:, 0], repeated))
+        _, firsts = np.unique(hashes[tied], axis=0, return_index=True)
+        fresh[tied] = False
+        fresh[tied[firsts]] = True
     return fresh
 
 
@@ -231,16 +251,35 @@ def _stored(hashes, stored):
     chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk;
     only rows whose first half is stored are compared whole."""
     import numpy as np
-    import pandas as pd
 
     found = np.zeros(len(hashes), dtype=bool)
+    new_first = np.sort(hashes[:, 0])
     for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
-        near = chunk[pd.Series(chunk[:, 0]).isin(hashes[:, 0]).to_numpy()]  # stored rows a new row may be
-        if len(near):
-            maybe = np.flatnonzero(np.isin(hashes[:, 0], near[:, 0]))
-            pairs = pd.MultiIndex.from_arrays([hashes[maybe, 0], hashes[maybe, 1]])
-            found[maybe] |= pairs.isin(pd.MultiIndex.from_arrays([near[:, 0], near[:, 1]]))
+        first = np.sort(chunk[:, 0])
+        shared = first[_member(first, new_first)]  # first halves both have (sorted: a quick search)
+        if len(shared):
+            near = chunk[_member(chunk[:, 0], shared)]  # stored rows a new row may be
+            maybe = np.flatnonzero(_member(hashes[:, 0], shared))
+            found[maybe] |= np.isin(_pairs(hashes[maybe]), _pairs(near))
     return found
+
+
+def _member(values, sorted_values):
+    """True for each of `values` found in `sorted_values` (a sorted array)."""
+    import numpy as np
+
+    if not len(sorted_values):
+        return np.zeros(len(values), dtype=bool)
+    at = np.searchsorted(sorted_values, values)
+    at[at == len(sorted_values)] = 0
+    return sorted_values[at] == values
+
+
+def _pairs(hashes):
+    """Each row's hash pair as one 16-byte value (compared as bytes)."""
+    import numpy as np
+
+    return np.ascontiguousarray(hashes).view(np.dtype((np.void, 16))).ravel()
 
 
 def hash_chunks(config: Config, rows: int = HASH_CHUNK_ROWS):
@@ -256,17 +295,14 @@ def hash_chunks(config: Config, rows: int = HASH_CHUNK_ROWS):
 
 
 def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dict:
-    """Append rows to both data sets in place (each row on its hashed side) and their hashes beside
-    them; return the index that describes them now."""
+    """Append rows (a pyarrow Table, as new_rows gives them) to both data sets in place (each row on its
+    hashed side) and their hashes beside them; return the index that describes them now."""
     if run_hex:  # written first: if this run never commits, the next ingestion cuts what follows
         journal = {"hex": run_hex, **{f"{k}_bytes": v for k, v in _sizes(config).items()}}
         storage.replace_atomically(journal_path(config), lambda handle: handle.write(json.dumps(journal).encode()))
-    import pyarrow as pa
-
     side = held_out(added, config, hashes[:, 0])
-    table = pa.Table.from_pandas(added, preserve_index=False)
     for path, rows in ((config.finaldata_csv, ~side), (config.testdata_csv, side)):
-        _append_csv(path, table.filter(pa.array(rows)))
+        _append_csv(path, added.filter(rowhash.mask(rows)))
     with open(hashes_path(config), "ab") as handle:
         handle.write(hashes.tobytes())
         handle.flush()
@@ -280,7 +316,7 @@ def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dic
 def merge_rows(new_data, config: Config):
     """Add rows to finaldata.csv / testdata.csv without exact duplicates; return both as merged."""
     index = prepare(config, History())
-    added, _, hashes = new_rows([new_data], hash_chunks(config), config)
+    added, _, hashes = new_rows([new_data], hash_chunks(config), config)  # a DataFrame of rows
     append(config, index, added, hashes)
     return read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
 
@@ -332,8 +368,8 @@ def write_index(config: Config, index: dict) -> dict:
 
 def rebuild_index(config: Config) -> dict:
     """Read the data sets whole once: their row hashes and statistics, written beside them."""
-    final, test = read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
-    hashes = [row_hashes(frame, config) for frame in (final, test) if len(frame)]
+    final, test = read_table(config.finaldata_csv, config), read_table(config.testdata_csv, config)
+    hashes = [row_hashes(table, config) for table in (final, test) if len(table)]
     import numpy as np
 
     data = np.concatenate(hashes) if hashes else np.empty((0, 2), np.uint64)
@@ -344,17 +380,18 @@ def rebuild_index(config: Config) -> dict:
     return write_index(config, index) if config.output_folder_path.is_dir() else {**index, "sizes": _sizes(config)}
 
 
-def column_stats(frame, config: Config, rows=None) -> dict:
+def column_stats(table, config: Config, rows=None) -> dict:
     """Count, mean and sum of squared deviations (M2) of each feature, and missing values of each column
-    (of the rows where `rows`, a boolean mask, is true; of all without it)."""
+    (of a data-set table's rows where `rows`, a boolean mask, is true; of all without it)."""
     import numpy as np
+    import pyarrow as pa
 
     take = (lambda values: values) if rows is None else (lambda values: values[rows])
-    stats = {"rows": len(frame) if rows is None else int(rows.sum()), "missing": {}, "features": {}}
+    stats = {"rows": len(table) if rows is None else int(rows.sum()), "missing": {}, "features": {}}
     for column in config.columns:
-        stats["missing"][column] = int(take(frame[column].isna().to_numpy()).sum())
+        stats["missing"][column] = int(take(rowhash.missing(table.column(column))).sum())
     for feature in config.features:
-        values = take(frame[feature].to_numpy(dtype="float64", na_value=np.nan))
+        values = take(rowhash.to_numpy(table.column(feature).cast(pa.float64())))
         values = values[~np.isnan(values)]
         mean = float(values.mean()) if len(values) else 0.0
         stats["features"][feature] = {"n": len(values), "mean": mean, "m2": float(((values - mean) ** 2).sum())}
@@ -395,13 +432,34 @@ def csv_bytes(table, header: bool) -> bytes:
 
     names = ",".join(table.column_names)
     if not any(c in names for c in '"\r\n') and len(names.split(",")) == table.num_columns:
-        buffer = pa.BufferOutputStream()
-        try:
-            csv.write_csv(table, buffer, csv.WriteOptions(include_header=False, quoting_style="none"))
-            return (f"{names}\n".encode() if header else b"") + buffer.getvalue().to_pybytes()
+        def rows(part) -> bytes:
+            buffer = pa.BufferOutputStream()
+            csv.write_csv(part, buffer, csv.WriteOptions(include_header=False, quoting_style="none"))
+            return buffer.getvalue().to_pybytes()
+
+        try:  # in parts on two threads: pyarrow's writer uses one core
+            return (f"{names}\n".encode() if header else b"") + b"".join(in_threads(rows, _slices(table, 4)))
         except pa.ArrowInvalid:  # a comma, quote or line break in a value
             pass
     return table.to_pandas().to_csv(index=False, header=header, lineterminator="\n").encode()
+
+
+def _slices(table, parts: int) -> list:
+    """A table cut into `parts` consecutive slices (one for a small table)."""
+    parts = parts if table.num_rows >= 10_000 * parts else 1
+    bounds = [table.num_rows * k // parts for k in range(parts + 1)]
+    return [table.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def in_threads(work, items: list, threads: int = 2) -> list:
+    """[work(item) for item in items] on `threads` threads, in order: for work that releases the GIL
+    (pyarrow's CSV reader and writer, numpy on large arrays). An exception is raised as in the loop."""
+    if len(items) < 2:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(work, items))
 
 
 def _name(path: Path, config: Config) -> str:

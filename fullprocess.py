@@ -239,7 +239,7 @@ def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwa
     """Validate and merge the new files (stored rows; the files are counted as ingested only at commit)."""
     with clock("ingestion"):
         result = ingestion.ingest_files(config, new_files, history)
-    return Ingested(tuple(result.records), result.new_data, result.index, ingestion.summary(result))
+    return Ingested(tuple(result.records), result.new_data.to_pandas(), result.index, ingestion.summary(result))
 
 
 def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:

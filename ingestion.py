@@ -36,7 +36,7 @@ class NewFile:
 
 @dataclass
 class IngestResult:
-    new_data: object  # pandas.DataFrame of the rows this tick added to the data sets
+    new_data: object  # pyarrow.Table of the rows this tick added to the data sets
     records: list[dict] = field(default_factory=list)  # ingested_files rows to store
     index: dict | None = None  # the data sets' index after the merge (datafiles: rows, statistics); None: nothing merged
 
@@ -98,7 +98,7 @@ def _identify(path: Path, stat_cache: dict | None = None) -> NewFile | None:
 
 
 def read_valid_rows(data: bytes, config: Config):
-    """Parse and validate one file's bytes: (frame, None) when usable, else (None, reason)."""
+    """Parse and validate one file's bytes: (a pyarrow Table, None) when usable, else (None, reason)."""
     try:
         return labelled_rows(data, config.id_columns, config.features, config.label), None
     except InvalidData as exc:
@@ -106,7 +106,7 @@ def read_valid_rows(data: bytes, config: Config):
 
 
 def read_new_file(new_file: NewFile, config: Config):
-    """(frame or None, ingested_files record) for one new file."""
+    """(rows as a pyarrow Table or None, ingested_files record) for one new file."""
     frame, sha, size, mtime_ns = None, new_file.sha256, None, None
     if new_file.kind:
         error = f"not a regular file: {new_file.kind}"
@@ -132,17 +132,14 @@ def ingest_files(config: Config, new_files: list[NewFile], history: History | No
     Each record's rows is what the file added: rows already stored, or in an earlier file of
     this tick, are not counted again.
     """
-    import pandas as pd
-
     frames, records, ingested = [], [], []
-    for new_file in new_files:
-        frame, record = read_new_file(new_file, config)
+    for frame, record in datafiles.in_threads(lambda new_file: read_new_file(new_file, config), new_files):
         records.append(record)
         if frame is not None:
             frames.append(frame)
             ingested.append(record)
     if not frames:
-        return IngestResult(pd.DataFrame(columns=list(config.columns)), records)
+        return IngestResult(datafiles.empty_table(config), records)
     history = history or History()
     index = datafiles.prepare(config, history)
     added, counts, hashes = datafiles.new_rows(frames, datafiles.hash_chunks(config), config)
@@ -169,8 +166,6 @@ def rebuild(config: Config, engine) -> str:
     """Rebuild finaldata.csv and testdata.csv from the ingested files still in the input folder,
     in the order they were ingested (every row lands on the same side again); record what each
     file added, and 0 rows for a file that is gone. Returns what it did."""
-    import pandas as pd
-
     with engine.connect() as conn:
         records = db.ingested_records(conn)
     present = {f.sha256: f for f in find_new_files(config, set(), {}) if not f.kind}
@@ -181,10 +176,8 @@ def rebuild(config: Config, engine) -> str:
         if frame is not None:
             frames.append(frame)
     datafiles.reset(config)
-    empty = pd.DataFrame(columns=list(config.columns))
     index = datafiles.prepare(config, History())
-    added, counts, hashes = datafiles.new_rows(frames, datafiles.stored_hashes(config), config) if frames \
-        else (empty, [], datafiles.stored_hashes(config))
+    added, counts, hashes = datafiles.new_rows(frames, datafiles.stored_hashes(config), config)
     index = datafiles.append(config, index, added, hashes)
     with engine.begin() as conn:
         for record, count in zip(used, counts, strict=True):

@@ -171,13 +171,21 @@ def features(frame, names, rows: Rows = LINES, echo: bool = False):
 
 
 def labelled_rows(data: bytes, ids, names, label: str):
-    """A file's rows for ingestion: ids as text exactly as written (empty is missing), finite
-    features and a 0/1 label; InvalidData says why the file cannot be used.
+    """A file's rows for ingestion, as a pyarrow Table: ids as text exactly as written (empty is
+    missing), finite features (int64 or float64) and a 0/1 label; InvalidData says why the file cannot be used.
 
-    A plainly well-formed file is read by pyarrow's CSV reader (plain_rows); anything else by the
-    pandas path below, which says what is wrong. Both give the same rows (a property test checks it)."""
-    plain = plain_rows(data, ids, names, label)
-    return plain if plain is not None else checked_rows(data, ids, names, label)
+    A plainly well-formed file is read by pyarrow's CSV reader (plain_table), without pandas; anything
+    else by the pandas path below, which says what is wrong. Both give the same rows (a property test
+    checks it)."""
+    import pyarrow as pa
+
+    table = plain_table(data, ids, names, label)
+    if table is None:
+        table = pa.Table.from_pandas(checked_rows(data, ids, names, label), preserve_index=False)
+    numeric = (pa.int64(), pa.float64())
+    types = {c: pa.string() for c in ids} | {c: table.column(c).type if table.column(c).type in numeric else pa.float64()
+                                             for c in names} | {label: pa.int64()}
+    return pa.Table.from_arrays([table.column(c).cast(t) for c, t in types.items()], names=list(types))
 
 
 def checked_rows(data: bytes, ids, names, label: str):
@@ -203,6 +211,12 @@ def checked_rows(data: bytes, ids, names, label: str):
 
 
 def plain_rows(data: bytes, ids, names, label: str):
+    """plain_table as a pandas DataFrame, or None."""
+    table = plain_table(data, ids, names, label)
+    return None if table is None else table.to_pandas()
+
+
+def plain_table(data: bytes, ids, names, label: str):
     """labelled_rows at the speed of pyarrow's CSV reader, for a file with nothing unusual in it: UTF-8
     without NUL or a lone carriage return, a header naming each column once without spaces, every
     row as long as the header, plain numbers (an empty cell is missing), 0/1 labels and ids that do
@@ -225,18 +239,17 @@ def plain_rows(data: bytes, ids, names, label: str):
         return None
     for name in (*names, label):
         column = table.column(name)
-        if pa.types.is_floating(column.type) and not pc.all(pc.is_finite(column.fill_null(0.0))).as_py():
+        if pa.types.is_floating(column.type) and not pc.all(pc.is_finite(column)).as_py():
             return None  # nan, inf: the pandas path says which are missing markers and which are refused
     labels = table.column(label)
-    if labels.null_count or not pc.all(pc.is_in(labels, pa.array([0, 1], labels.type))).as_py():
-        return None
+    binary = pa.Array.from_buffers(pa.int64(), 2, [None, pa.py_buffer(b"\0" * 8 + b"\1" + b"\0" * 7)])  # [0, 1]
+    if labels.null_count or not pc.all(pc.is_in(labels, binary.cast(labels.type))).as_py():
+        return None  # (pa.array would import pandas)
     for name in ids:
         if pc.any(pc.starts_with(table.column(name), " ")).as_py() or \
                 pc.any(pc.starts_with(table.column(name), "\t")).as_py():
             return None  # the pandas path skips initial spaces
-    rows = table.to_pandas()
-    rows[label] = rows[label].astype("int64")
-    return rows
+    return table.set_column(table.column_names.index(label), label, labels.cast(pa.int64()))
 
 
 def arrow_table(source, size: int, text, columns, newlines: bool = False):

@@ -33,6 +33,7 @@ def test_valid_file_keeps_the_configured_columns_in_order(sqlite_project):
     data = b"exited,extra,number_of_employees,lastyear_activity,lastmonth_activity,corporation\n1,x,3,2,1,ab\n"
     frame, error = ingestion.read_valid_rows(b"\xef\xbb\xbf" + data, sqlite_project)  # a BOM is fine
     assert error is None
+    frame = frame.to_pandas()  # read_valid_rows gives a pyarrow Table
     assert list(frame.columns) == list(sqlite_project.columns)
     assert frame.iloc[0].tolist() == ["ab", 1, 2, 3, 1]
 
@@ -40,7 +41,7 @@ def test_valid_file_keeps_the_configured_columns_in_order(sqlite_project):
 def test_missing_feature_values_are_kept_for_the_imputer(sqlite_project):
     frame, error = ingestion.read_valid_rows(HEADER + b"ab,,2,3,1\n", sqlite_project)
     assert error is None
-    assert frame["lastmonth_activity"].isna().tolist() == [True]
+    assert frame.to_pandas()["lastmonth_activity"].isna().tolist() == [True]
 
 
 def test_held_out_rows_are_chosen_by_content_and_about_the_configured_share(sqlite_project):
@@ -99,8 +100,9 @@ def test_values_pandas_cannot_convert_and_extra_fields_are_refused(sqlite_projec
 def test_ids_are_kept_exactly_as_written(sqlite_project):
     ids = ["00012", "NA", "null", "None", "N/A", "nan", "007.50", ""]
     data = HEADER + b"".join(f"{i},1,2,3,{n % 2}\n".encode() for n, i in enumerate(ids))
-    frame, error = ingestion.read_valid_rows(data, sqlite_project)
+    table, error = ingestion.read_valid_rows(data, sqlite_project)
     assert error is None
+    frame = table.to_pandas()
     assert frame["corporation"].tolist()[:-1] == ids[:-1]
     assert frame["corporation"].isna().tolist() == [False] * 7 + [True]  # empty stays missing
     ingestion.merge_rows(frame, sqlite_project)

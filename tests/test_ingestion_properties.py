@@ -141,3 +141,30 @@ def test_generated_files_take_the_fast_reader_even_with_missing_cells_and_window
         assert rows is not None
         assert rows["lastyear_activity"].isna().sum() == len(frame.loc[::7])
         assert rows["corporation"].isna().sum() == len(frame.loc[::11])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=40)), min_size=1, max_size=60), st.integers(0, 5),
+       st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0]), min_size=1, max_size=60))
+def test_row_hashes_without_pandas_are_pandas_hashes(texts, offset, floats):
+    """rowhash computes pandas' hash_array with numpy over Arrow buffers (ingestion imports no pandas): for
+    any text (empty, missing, non-ASCII, any length, a sliced array) and any float (NaN, -0.0, inf), the
+    same values as pandas, with pandas' key and the data sets' second key."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    import rowhash
+
+    array = pa.array(["pad"] * offset + texts, pa.string()).slice(offset)
+    values = np.array([t if t is not None else np.nan for t in texts], dtype=object)
+    missing = pd.isna(values)
+    for key in (rowhash.PANDAS_KEY, b"drat-row-hash-2!"):
+        expected = pd.util.hash_array(np.where(missing, "", values), hash_key=key.decode(), categorize=False)
+        assert rowhash.text(array, key, missing_as_empty=True).tolist() == expected.tolist()
+        expected[missing] = np.iinfo(np.uint64).max
+        assert rowhash.text(array, key).tolist() == expected.tolist()
+    numbers = np.array(floats)
+    assert rowhash.numbers(numbers).tolist() == pd.util.hash_array(numbers, categorize=False).tolist()
+    whole = np.arange(len(floats), dtype=np.int64) - 3
+    assert rowhash.numbers(whole).tolist() == pd.util.hash_array(whole, categorize=False).tolist()
