@@ -30,11 +30,22 @@ def _styled():
         yield
 
 
-def _figure(width: float = 8.0, height: float = 4.2):
+def _figure(width: float = 8.0, height: float = 4.2, top: float = 0.45, right: float = 0.25, bottom: float = 0.9,
+            left: float = 0.95):
+    """A figure of one axes with fixed margins in inches: room for the title (top), the y tick labels and
+    label (left: numbers up to seven characters wide), the x tick labels, x label and a legend row below
+    (bottom). Fixed margins draw in half the time of matplotlib's constrained layout, which lays every
+    text out several times over."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height)
     return figure, figure.subplots()
+
+
+def _legend(figure) -> None:
+    """The legend in a row below the axes, in the figure's bottom margin: never over the data."""
+    figure.legend(loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=3)
 
 
 def _save(figure, path: Path | None) -> Path | bytes:
@@ -86,7 +97,8 @@ def confusion_matrix(stored: dict, path: Path | None) -> Path | bytes:
     matrix = np.asarray(stored["matrix"])
     title = f"Production model {stored['model'][:8]}\non {stored['rows']:,} held-out rows"
     with _styled():
-        figure, ax = _figure(6.4, 5.4)
+        figure, ax = _figure(6.4, 5.4, top=0.75, right=1.0, bottom=0.6, left=1.3)  # a two-line title,
+        # class names on the y axis, a colour bar, no legend
         total, peak = int(matrix.sum()), int(matrix.max())
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(peak, 1))
         for (actual, predicted), count in _cells(matrix):
@@ -116,7 +128,7 @@ def f1_history(scores: list, deployments: list, path: Path | None) -> Path | byt
         _mark_deployments(ax, deployments, times)
         ax.set(title="F1 score of the production model", ylabel="F1 score", ylim=(0, 1.08))
         _time_axis(ax, [*times, *(d.deployed_at for d in deployments)])
-        figure.legend(loc="outside lower center", ncols=3)  # below the axes: never over the data
+        _legend(figure)
         return _save(figure, path)
 
 
@@ -147,7 +159,7 @@ def timings(rows: list, path: Path | None) -> Path | bytes:
         ax.set_ylim(bottom=0)
         _time_axis(ax, [r.started_at for r in rows])
         if rows:
-            figure.legend(loc="outside lower center", ncols=3)
+            _legend(figure)
         return _save(figure, path)
 
 
@@ -163,5 +175,5 @@ def feature_trend(feature: str, rows: list, path: Path | None) -> Path | bytes:
         ax.set(title=f"{feature}: ingested data after each tick", ylabel="value")
         _time_axis(ax, times)
         if mine:
-            figure.legend(loc="outside lower center", ncols=3)
+            _legend(figure)
         return _save(figure, path)
