@@ -22,6 +22,7 @@ from config import Config
 log = logging.getLogger(__name__)
 REBUILD = "python ingestion.py --rebuild"
 SECOND_KEY = b"drat-row-hash-2!"  # the key of a row's second hash
+HASH_BLOCK_ROWS = 65_536  # rows hashed at a time
 HASH_CHUNK_ROWS = 500_000  # stored row hashes searched at a time (8 MB): a tick's memory does not grow with history
 
 
@@ -203,7 +204,10 @@ def row_hashes(rows, config: Config):
                                   if c in config.id_columns else floats[c] for c in reversed(config.columns)])
         return np.stack([first, second], axis=1)
 
-    return np.concatenate(in_threads(pair, _slices(as_table(rows, config), 2)))  # numpy works outside the GIL
+    # Blocks of rows small enough that numpy's arrays stay in the cache, on two threads (numpy works
+    # outside the GIL).
+    table = as_table(rows, config)
+    return np.concatenate(in_threads(pair, _slices(table, max(1, table.num_rows // HASH_BLOCK_ROWS))))
 
 
 def stored_hashes(config: Config):
@@ -389,12 +393,18 @@ def column_stats(table, config: Config, rows=None) -> dict:
     take = (lambda values: values) if rows is None else (lambda values: values[rows])
     stats = {"rows": len(table) if rows is None else int(rows.sum()), "missing": {}, "features": {}}
     for column in config.columns:
-        stats["missing"][column] = int(take(rowhash.missing(table.column(column))).sum())
-    for feature in config.features:
-        values = take(rowhash.to_numpy(table.column(feature).cast(pa.float64())))
-        values = values[~np.isnan(values)]
-        mean = float(values.mean()) if len(values) else 0.0
-        stats["features"][feature] = {"n": len(values), "mean": mean, "m2": float(((values - mean) ** 2).sum())}
+        values = table.column(column)
+        if column in config.features:
+            values = take(rowhash.to_numpy(values.cast(pa.float64())))
+            missing = np.isnan(values)
+            values = values[~missing]
+            mean = float(values.mean()) if len(values) else 0.0
+            stats["features"][column] = {"n": len(values), "mean": mean, "m2": float(((values - mean) ** 2).sum())}
+        elif values.null_count or pa.types.is_floating(values.type):
+            missing = take(rowhash.missing(values))
+        else:
+            missing = ()  # neither null nor NaN can be in it
+        stats["missing"][column] = int(np.count_nonzero(missing))
     return stats
 
 
@@ -446,7 +456,7 @@ def csv_bytes(table, header: bool) -> bytes:
 
 def _slices(table, parts: int) -> list:
     """A table cut into `parts` consecutive slices (one for a small table)."""
-    parts = parts if table.num_rows >= 10_000 * parts else 1
+    parts = max(1, min(parts, table.num_rows // 10_000))
     bounds = [table.num_rows * k // parts for k in range(parts + 1)]
     return [table.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 

@@ -106,12 +106,12 @@ def siphash(array, key: bytes) -> np.ndarray:
     """SipHash-2-4 (key: 16 bytes) of each value of a pyarrow string array; a null hashes as ""."""
     k0, k1 = (int(k) for k in np.frombuffer(key, dtype="<u8"))
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=len(array) + 1, offset=4 * array.offset)
-    data = array.buffers()[2]
-    padded = np.zeros((data.size if data is not None else 0) + 8, dtype=np.uint8)  # a word may start at the end
-    if data is not None:
-        padded[:data.size] = np.frombuffer(data, dtype=np.uint8)
+    data, first, end = array.buffers()[2], int(offsets[0]), int(offsets[-1])  # this array's bytes (of a slice)
+    padded = np.zeros(end - first + 8, dtype=np.uint8)  # a word may start at the last byte
+    if end > first:
+        padded[:end - first] = np.frombuffer(data, dtype=np.uint8)[first:end]
     words = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))  # words[i]: 8 bytes from i
-    starts = offsets[:-1].astype(np.int64)
+    starts = offsets[:-1].astype(np.int64) - first
     lengths = (offsets[1:] - offsets[:-1]).astype(np.int64)
     if array.null_count:
         lengths[missing(array)] = 0

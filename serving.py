@@ -166,7 +166,7 @@ def frame_from_records(records, features: tuple[str, ...]):
                 abort(400, description=f"feature {feature} is out of range (record {number})")
     matrix = np.array([[math.nan if r[f] is None else float(r[f]) for f in features] for r in records], dtype=np.float64)
     infinite = np.isinf(matrix)  # NaN (JSON's NaN, or null) is missing: the model imputes it
-    for column, feature in enumerate(features):  # as validation.numbers words it, column by column
+    for column, feature in enumerate(features if infinite.any() else ()):  # as validation.numbers words it
         if infinite[:, column].any():
             row = int(infinite[:, column].argmax())
             abort(400, description=f"non-numeric or infinite value in column {feature} ({validation.RECORDS.name(row)})")
