@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 from flask import abort, current_app
@@ -25,6 +26,7 @@ from config import Config
 log = logging.getLogger(__name__)
 CSV_TYPES = ("text/csv", "application/csv")
 NO_MODEL = "no model is deployed yet: run fullprocess.py first"
+CHECK_SECONDS = 0.25  # how long a process serves its model before it checks production again
 MAX_FILE_NAME = 1024  # characters of a file_name (PATH_MAX is 4096 bytes, a name 255)
 
 
@@ -38,24 +40,30 @@ class NoModelDeployed(LookupError):
 
 
 class ModelCache:
-    """The production model of this process, checked against the models row on every use.
+    """The production model of this process, checked against the models row at most every
+    CHECK_SECONDS.
 
-    One plain query per request finds the production (hex, sha256); only when it differs from
-    the model in memory are its bytes read from the database, verified and unpickled. Every
-    process (each gunicorn worker, on any host) notices a deployment on its next request, with no
-    signal or restart, and needs no file. The query runs on a database connection the cache keeps
-    (no pool checkout or ping, no result metadata): on a prediction it used to cost more than the
-    rest of the request together.
+    One plain query finds the production (hex, sha256); only when it differs from the model in
+    memory are its bytes read from the database, verified and unpickled. Every process (each
+    gunicorn worker, on any host) serves a deployment on its first request CHECK_SECONDS after it,
+    with no signal or restart, and needs no file (DESIGN.md: within one second). The query runs on
+    a database connection the cache keeps (no pool checkout or ping, no result metadata); between
+    checks a prediction does not touch the database at all.
     """
 
-    def __init__(self):
+    def __init__(self, check_seconds: float = CHECK_SECONDS):
         self._lock = threading.Lock()  # the development server answers requests in threads
         self._loaded = None  # (hex, sha256, model)
+        self._checked = -math.inf  # time.monotonic() of the last check that found the loaded model
         self._connection = None  # the DBAPI connection of the check, kept across requests
+        self.check_seconds = check_seconds
 
     def get(self, engine):
         """(hex, model) of production; NoModelDeployed, or ModelIntegrityError for bytes that do not match."""
         with self._lock:
+            now = time.monotonic()
+            if self._loaded is not None and now - self._checked < self.check_seconds:
+                return self._loaded[0], self._loaded[2]
             key = self._production_key(engine)
             if key is None:
                 raise NoModelDeployed(NO_MODEL)
@@ -68,6 +76,7 @@ class ModelCache:
                 # Verified before unpickling: bytes that do not match are never loaded.
                 self._loaded = (*key, storage.unpickle_verified(stored.data, key[1], f"model {key[0]}"))
                 log.info("loaded production model %s", key[0])
+            self._checked = now
             return self._loaded[0], self._loaded[2]
 
     def _production_key(self, engine) -> tuple[str, str] | None:
@@ -201,15 +210,15 @@ def stalled_run(run, limit_seconds: int) -> str | None:
 def predict(model, features, names: tuple[str, ...]) -> tuple[list[int], list[float]]:
     """Predicted labels and the probability of the positive class (label 1) for each row: by the
     fitted numbers themselves for a pipeline as training.py makes it (Applied), else by scikit-learn."""
-    import pandas as pd
-
     applied = Applied.of(model)
     if applied is not None:
         labels, probabilities = applied(features.to_numpy(dtype="float64") if hasattr(features, "to_numpy") else features)
     else:
+        import pandas as pd
+
         frame = features if hasattr(features, "to_numpy") else pd.DataFrame(features, columns=list(names))
         labels, probabilities = model.predict(frame), model.predict_proba(frame)[:, list(model.classes_).index(1)]
-    return [int(x) for x in labels], [round(float(p), 6) for p in probabilities]
+    return [int(x) for x in labels.tolist()], [round(p, 6) for p in probabilities.tolist()]
 
 
 class Applied:
@@ -226,6 +235,9 @@ class Applied:
         self.scale = scaler.scale_ if scaler.with_std else None
         self.coef_t, self.intercept, self.classes = regression.coef_.T, regression.intercept_, regression.classes_
         self.positive = list(self.classes).index(1)
+        from scipy.special import expit
+
+        self.expit = expit  # (an import statement per request costs a lookup)
 
     @classmethod
     def of(cls, model):
@@ -253,7 +265,6 @@ class Applied:
     def __call__(self, matrix):
         """(labels, probabilities of label 1) as Pipeline.predict and predict_proba compute them."""
         import numpy as np
-        from scipy.special import expit
 
         # Laid out as scikit-learn receives a frame's values (column-major): the product's rounding
         # depends on the layout, and the answers must be scikit-learn's to the last bit.
@@ -265,5 +276,5 @@ class Applied:
             matrix /= self.scale
         scores = (matrix @ self.coef_t + self.intercept).reshape(-1)  # LogisticRegression.decision_function
         labels = self.classes[(scores > 0).astype(int)]
-        probability = expit(scores)  # _predict_proba_lr: the positive class's column; the other is 1 - p
+        probability = self.expit(scores)  # _predict_proba_lr: the positive class's column; the other is 1 - p
         return labels, (probability if self.positive == 1 else 1 - probability)

@@ -4,6 +4,7 @@ import base64
 import dataclasses
 import io
 import pickle
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -336,6 +337,7 @@ def test_a_truncated_sqlite_file_answers_503_everywhere(project, engine, deploye
     engine.dispose()
     database = Path(sa.make_url(project.database_url).database)
     database.write_bytes(database.read_bytes()[:1000])
+    time.sleep(serving.CHECK_SECONDS)  # until then, a prediction is served by the model checked last
     assert_database_unavailable(client, "damaged or is not a database")
     assert "file is not a database" in caplog.text or "malformed" in caplog.text  # the details are logged
     restarted = create_app(project).test_client()  # a worker started on the damaged file starts, and says so
@@ -384,6 +386,7 @@ def test_a_redeployed_model_is_served_without_restart(client, deployed, project,
     with engine.begin() as conn:  # the statistics that a tick deploying it would have recorded
         conn.execute(db.feature_stats.insert(), [{"feature": f, "mean": 1.0, "median": 2.0, "std": 3.0, "hex": new_hex}
                                                  for f in project.features])
+    time.sleep(serving.CHECK_SECONDS)  # a process checks production at most this often (within one second)
     after = predict(client, records=[RECORD]).json
     assert after["model"] == new_hex
     assert after["probabilities"] != before["probabilities"]
@@ -395,8 +398,9 @@ def test_a_redeployed_model_is_served_without_restart(client, deployed, project,
 def test_predictions_go_on_when_the_database_drops_the_connection_of_the_model_check(client, deployed, project, engine):
     """The model check keeps one connection across requests (serving.ModelCache): a database that closes
     it (a restart, a killed backend) costs that request a reconnect, not an error."""
-    assert predict(client, records=[RECORD]).json["model"] == deployed.hex
     cache = client.application.extensions["drat"]["models"]
+    cache.check_seconds = 0  # every request checks production: the connection is used by the next one
+    assert predict(client, records=[RECORD]).json["model"] == deployed.hex
     if engine.dialect.name == "postgresql":
         pid = cache._connection.driver_connection.info.backend_pid
         with engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""The app as the Procfile serves it: gunicorn with two workers follows a redeploy without a restart."""
+"""The app as the Procfile serves it: gunicorn with two workers follows a redeploy without a restart,
+within serving.CHECK_SECONDS."""
 
 import json
 import re
@@ -8,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from conftest import offline
 from servers import RECORD, deploy, live_server, redeploy
+
+import serving
 
 WORKERS = 2
 
@@ -31,6 +34,7 @@ def test_every_gunicorn_worker_serves_the_redeployed_model(project, engine, tmp_
     with live_server(project, log, gunicorn_workers=WORKERS) as url:
         assert {predict(url)["model"] for _ in range(20)} == {first.hex}
         new_hex = redeploy(project, engine)
+        time.sleep(serving.CHECK_SECONDS)  # from then on, every answer of every worker is the new model's
         answers, deadline = [], time.monotonic() + 60
         with ThreadPoolExecutor(max_workers=4 * WORKERS) as pool:
             # Concurrent requests: a sync worker answers one at a time, so they reach every worker.
