@@ -138,7 +138,10 @@ def _float_hashes(table, config: Config) -> dict:
     """{column: hash of its values as float64 (pd.util.hash_array)} of every column but the ids."""
     import pyarrow as pa
 
-    return {c: rowhash.numbers(rowhash.to_numpy(table.column(c).cast(pa.float64())))
+    def whole(column) -> bool:
+        return pa.types.is_integer(column.type) and not column.null_count
+
+    return {c: rowhash.numbers(rowhash.to_numpy(table.column(c).cast(pa.float64())), whole(table.column(c)))
             for c in config.columns if c not in config.id_columns}
 
 
@@ -229,18 +232,18 @@ def new_rows(tables: list, stored, config: Config):
     new = pa.concat_tables(tables, promote_options="permissive") if tables else empty_table(config)  # int, float: float
     owner = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     hashes = row_hashes(new, config)
-    fresh = _first_seen(hashes) & ~_stored(hashes, stored)
+    first = np.sort(hashes[:, 0])  # the first halves in order: both searches below use them
+    fresh = _first_seen(hashes, first) & ~_stored(hashes, first, stored)
     counts = np.bincount(owner[fresh], minlength=len(tables))
     return new.filter(rowhash.mask(fresh)), [int(n) for n in counts], hashes[fresh]
 
 
-def _first_seen(hashes):
-    """True for the first row of each distinct hash pair: only rows that share their first hash with
-    another are compared whole."""
+def _first_seen(hashes, first):
+    """True for the first row of each distinct hash pair (`first`: their first halves, sorted): only
+    rows that share their first hash with another are compared whole."""
     import numpy as np
 
     fresh = np.ones(len(hashes), dtype=bool)
-    first = np.sort(hashes[:, 0])
     repeated = np.unique(first[1:][first[1:] == first[:-1]])
     if len(repeated):  # in their order: the first of equal pairs stays
         tied = np.flatnonzero(_member(hashes[:, 0], repeated))
@@ -250,14 +253,13 @@ def _first_seen(hashes):
     return fresh
 
 
-def _stored(hashes, stored):
-    """True for each row whose hash pair is among the stored ones: `stored` is an array of them or
-    chunks of it (hash_chunks), searched by their first half, so that memory stays that of a chunk;
-    only rows whose first half is stored are compared whole."""
+def _stored(hashes, new_first, stored):
+    """True for each row whose hash pair is among the stored ones (`new_first`: the rows' first halves,
+    sorted): `stored` is an array of them or chunks of it (hash_chunks), searched by their first half,
+    so that memory stays that of a chunk; only rows whose first half is stored are compared whole."""
     import numpy as np
 
     found = np.zeros(len(hashes), dtype=bool)
-    new_first = np.sort(hashes[:, 0])
     for chunk in [stored] if isinstance(stored, np.ndarray) else stored:
         first = np.sort(chunk[:, 0])
         shared = first[_member(first, new_first)]  # first halves both have (sorted: a quick search)

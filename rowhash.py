@@ -30,10 +30,11 @@ def combine(hashed: list) -> np.ndarray:
     return out + _U(97531)
 
 
-def numbers(values: np.ndarray) -> np.ndarray:
-    """pd.util.hash_array of a 64-bit numeric array (floats: -0.0 as 0.0, and every NaN alike)."""
+def numbers(values: np.ndarray, whole: bool = False) -> np.ndarray:
+    """pd.util.hash_array of a 64-bit numeric array (floats: -0.0 as 0.0, and every NaN alike). `whole`:
+    floats made from integers (no NaN, no -0.0 among them), hashed without looking for either."""
     bits = values.view(np.uint64).copy()
-    if values.dtype.kind == "f":
+    if values.dtype.kind == "f" and not whole:
         bits[np.isnan(values)] = np.array(np.nan).view(np.uint64)
         bits[bits == np.array(-0.0).view(np.uint64)] = 0
     return _mix(bits)

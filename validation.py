@@ -231,7 +231,7 @@ def plain_table(data: bytes, ids, names, label: str):
     header = text[:text.find("\n")] if "\n" in text else text
     names_seen = header.rstrip("\r").split(",")
     columns = [*ids, *names, label]
-    if ("\0" in text or data.count(b"\r") != data.count(b"\r\n") or '"' in header or " " in header
+    if ("\0" in text or (b"\r" in data and data.count(b"\r") != data.count(b"\r\n")) or '"' in header or " " in header
             or len(set(names_seen)) != len(names_seen) or not set(columns) <= set(names_seen)):
         return None
     table = arrow_table(pa.py_buffer(data), len(data), ids, columns)
