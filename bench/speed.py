@@ -172,19 +172,35 @@ def reference_tick(impl: Path | None, python: Path | None, where: Path, history:
     return result
 
 
+def seconds(results: list[dict]) -> str:
+    return ", ".join(f"{r['seconds']:.1f}" for r in results)
+
+
 def big_tick(args: argparse.Namespace) -> None:
     """A tick ingesting 1,000,000 drifted rows in three files on a 1,000,000-row history: drift, retrain,
-    deploy, PDF; then Evidently's DataDriftPreset and the public implementation's tick on the same rows."""
+    deploy, PDF, on fresh copies of one prepared project, each followed by Evidently's DataDriftPreset on the
+    same rows (medians of --repeat); then the public implementation's tick on them, once."""
     rows = int(1_000_000 * args.scale)
+    ticks, drifts = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        root = project(Path(tmp), rows)
-        new = add_files(root, rows, "new", 100, flip=1.0)
-        history = [root / "sourcedata" / "base.csv"]
-        result = tick(root)
-        drift = evidently(args.evidently_python, history, new)
+        prepared = project(Path(tmp), rows)
+        new = add_files(prepared, rows, "new", 100, flip=1.0)
+        history = [prepared / "sourcedata" / "base.csv"]
+        for run in range(args.repeat):  # the tick on a fresh copy of the prepared project, then Evidently: interleaved
+            root = shutil.copytree(prepared, Path(tmp) / f"run{run}" / "project")
+            ticks.append(tick(root))
+            new_here = [root / "sourcedata" / path.name for path in new]
+            drifts.append(evidently(args.evidently_python, [root / "sourcedata" / "base.csv"], new_here))
+            shutil.rmtree(root.parent)
         public = reference_tick(args.reference_impl, args.reference_python, Path(tmp), history, new)
+    result = {"seconds": statistics.median(t["seconds"] for t in ticks), "mb": max(t["mb"] for t in ticks),
+              "out": ticks[-1]["out"]}
+    drift = None if drifts[0] is None else {"seconds": statistics.median(d["seconds"] for d in drifts),
+                                             "mb": max(d["mb"] for d in drifts), "out": drifts[-1]["out"]}
     status = result["out"].strip().split()[-1] if result["out"].strip() else "?"
     ours = f"{result['seconds']:.1f} s, {result['mb']:.0f} MB"
+    if args.repeat > 1:
+        ours += f" (median of {args.repeat}: {seconds(ticks)} s; the highest peak)"
     record(f"tick ingesting {rows:,} rows with retrain on {rows:,} rows of history ({status})", ours,
            "peak memory < 1024 MB", result["mb"] < 1024)
     if drift is None:
@@ -192,16 +208,19 @@ def big_tick(args: argparse.Namespace) -> None:
                "--evidently-python)", "<= 0.5x", None)
     else:
         ratio = result["seconds"] / drift["seconds"]
+        runs = f" (median of {len(drifts)}: {seconds(drifts)} s)" if len(drifts) > 1 else ""
         record(f"  same tick against Evidently's DataDriftPreset alone ({drift['out'].strip()})",
-               f"{ours} against {drift['seconds']:.1f} s, {drift['mb']:.0f} MB: {ratio:.2f}x", "<= 0.5x", ratio <= 0.5)
+               f"{result['seconds']:.1f} s against {drift['seconds']:.1f} s{runs}, {drift['mb']:.0f} MB: {ratio:.2f}x",
+               "<= 0.5x", ratio <= 0.5)
     if public is None:
         record("  same tick against the public reference implementation", "not measured: put the files of "
                "Geodego/dynamic_risk_assessment in bench/out/reference-impl (or pass --reference-impl DIR) and "
                f"{SETUP} (or pass --reference-python)", "<= 0.7x", None)
     else:
         ratio = result["seconds"] / public["seconds"]
-        record(f"  same tick against the public reference implementation's fullprocess.py ({public['status']})",
-               f"{ours} against {public['seconds']:.1f} s, {public['mb']:.0f} MB: {ratio:.2f}x", "<= 0.7x", ratio <= 0.7)
+        record(f"  same tick against the public reference implementation's fullprocess.py ({public['status']}; run once)",
+               f"{result['seconds']:.1f} s against {public['seconds']:.1f} s, {public['mb']:.0f} MB: {ratio:.2f}x",
+               "<= 0.7x", ratio <= 0.7)
 
 
 def working_tick(scale: float, repeat: int) -> None:
