@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import rowhash
 import storage
 from config import Config
 
@@ -127,6 +126,8 @@ def split_hash(rows, config: Config, floats=None):
     """The 64-bit hash of each row that chooses its side: pandas' hash_pandas_object (index=False) of the
     data-set columns with features as floats, ids as text (missing apart from any text), the label as
     read. `floats`: _float_hashes(rows), when they were computed already."""
+    import rowhash
+
     table = as_table(rows, config)
     floats = floats or _float_hashes(table, config)
     return rowhash.combine([rowhash.text(table.column(c)) if c in config.id_columns else
@@ -138,10 +139,9 @@ def _float_hashes(table, config: Config) -> dict:
     """{column: hash of its values as float64 (pd.util.hash_array)} of every column but the ids."""
     import pyarrow as pa
 
-    def whole(column) -> bool:
-        return pa.types.is_integer(column.type) and not column.null_count
+    import rowhash
 
-    return {c: rowhash.numbers(rowhash.to_numpy(table.column(c).cast(pa.float64())), whole(table.column(c)))
+    return {c: rowhash.numbers(rowhash.to_numpy(table.column(c).cast(pa.float64())))
             for c in config.columns if c not in config.id_columns}
 
 
@@ -198,6 +198,8 @@ def row_hashes(rows, config: Config):
     when their hashes are (ids as text, a missing id apart from any text; numbers as floats)."""
     import numpy as np
 
+    import rowhash
+
     def pair(part):
         floats = _float_hashes(part, config)
         first = split_hash(part, config, floats)  # the held-out split's own hash: computed once for both uses
@@ -227,6 +229,8 @@ def new_rows(tables: list, stored, config: Config):
     hashes, an array or chunks of it). The rows to append are a pyarrow Table."""
     import numpy as np
     import pyarrow as pa
+
+    import rowhash
 
     tables = [as_table(t, config) for t in tables]
     new = pa.concat_tables(tables, promote_options="permissive") if tables else empty_table(config)  # int, float: float
@@ -303,6 +307,8 @@ def hash_chunks(config: Config, rows: int = HASH_CHUNK_ROWS):
 def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dict:
     """Append rows (a pyarrow Table, as new_rows gives them) to both data sets in place (each row on its
     hashed side) and their hashes beside them; return the index that describes them now."""
+    import rowhash
+
     if run_hex:  # written first: if this run never commits, the next ingestion cuts what follows
         journal = {"hex": run_hex, **{f"{k}_bytes": v for k, v in _sizes(config).items()}}
         storage.replace_atomically(journal_path(config), lambda handle: handle.write(json.dumps(journal).encode()))
@@ -322,7 +328,7 @@ def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dic
 def merge_rows(new_data, config: Config):
     """Add rows to finaldata.csv / testdata.csv without exact duplicates; return both as merged."""
     index = prepare(config, History())
-    added, _, hashes = new_rows([new_data], hash_chunks(config), config)  # a DataFrame of rows
+    added, _, hashes = new_rows([new_data], hash_chunks(config), config)
     append(config, index, added, hashes)
     return read_dataset(config.finaldata_csv, config), read_dataset(config.testdata_csv, config)
 
@@ -391,6 +397,8 @@ def column_stats(table, config: Config, rows=None) -> dict:
     (of a data-set table's rows where `rows`, a boolean mask, is true; of all without it)."""
     import numpy as np
     import pyarrow as pa
+
+    import rowhash
 
     take = (lambda values: values) if rows is None else (lambda values: values[rows])
     stats = {"rows": len(table) if rows is None else int(rows.sum()), "missing": {}, "features": {}}

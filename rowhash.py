@@ -30,11 +30,10 @@ def combine(hashed: list) -> np.ndarray:
     return out + _U(97531)
 
 
-def numbers(values: np.ndarray, whole: bool = False) -> np.ndarray:
-    """pd.util.hash_array of a 64-bit numeric array (floats: -0.0 as 0.0, and every NaN alike). `whole`:
-    floats made from integers (no NaN, no -0.0 among them), hashed without looking for either."""
+def numbers(values: np.ndarray) -> np.ndarray:
+    """pd.util.hash_array of a 64-bit numeric array (floats: -0.0 as 0.0, and every NaN alike)."""
     bits = values.view(np.uint64).copy()
-    if values.dtype.kind == "f" and not whole:
+    if values.dtype.kind == "f":
         bits[np.isnan(values)] = np.array(np.nan).view(np.uint64)
         bits[bits == np.array(-0.0).view(np.uint64)] = 0
     return _mix(bits)
@@ -60,10 +59,10 @@ def to_numpy(column) -> np.ndarray:
     array = _array(column)
     if pa.types.is_boolean(array.type) and not array.null_count:
         return _bits(array.buffers()[1], array.offset, len(array))
-    if not (pa.types.is_integer(array.type) and not array.null_count):
-        array = array.cast(pa.float64())
-    dtype = np.float64 if pa.types.is_floating(array.type) else np.int64
-    array = array.cast(pa.int64()) if dtype is np.int64 else array
+    if pa.types.is_integer(array.type) and not array.null_count:
+        array, dtype = array.cast(pa.int64()), np.int64
+    else:
+        array, dtype = array.cast(pa.float64()), np.float64
     if not len(array):
         return np.zeros(0, dtype=dtype)
     values = np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=8 * array.offset)

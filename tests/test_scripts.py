@@ -58,6 +58,7 @@ def test_a_fresh_checkout_deploys_then_finds_no_new_data_without_heavy_imports(c
     assert second.stdout.split()[1] == "no_new_data"
     imported = {line.split("|")[-1].strip().split(".")[0] for line in second.stderr.splitlines() if "import time:" in line}
     assert not imported & set(HEAVY)
+    assert not imported & {"numpy", "pyarrow"}  # what only new rows need
 
 
 def test_a_failed_tick_exits_non_zero_and_says_why(checkout):
