@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from config import run_script
+from riskmonitor.config import run_script
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -147,8 +147,8 @@ def _short(text: str | None, width: int = 90) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Call the API and write apireturns.txt; a one-line error and exit 1 when that fails."""
-    from config import PROJECT_DIR, env_setting, load_config
-    from storage import replace_atomically
+    from riskmonitor.config import PROJECT_DIR, env_setting, load_config
+    from riskmonitor.store.storage import replace_atomically
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=os.environ.get("API_URL", DEFAULT_URL), help="API base URL (env API_URL)")

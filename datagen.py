@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from config import run_script
+from riskmonitor.config import run_script
 
 COLUMNS = ["corporation", "lastmonth_activity", "lastyear_activity", "number_of_employees", "exited"]
 RULES = ("logistic", "bands")

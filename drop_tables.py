@@ -3,8 +3,8 @@
 import argparse
 import sys
 
-import db
-from config import load_config, run_script
+from riskmonitor.config import load_config, run_script
+from riskmonitor.store import db
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,9 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-import alerts  # noqa: E402 - after the project is on the path
-import db  # noqa: E402
-from config import load_config  # noqa: E402
+from riskmonitor import alerts  # noqa: E402 - after the project is on the path
+from riskmonitor.config import load_config  # noqa: E402
+from riskmonitor.store import db  # noqa: E402
 
 
 def serve(answer: str, release: threading.Event) -> http.server.ThreadingHTTPServer:

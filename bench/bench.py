@@ -33,10 +33,11 @@ import datagen  # noqa: E402 - after the project is on the path
 TICK = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import db, fullprocess
-from config import load_config
+from riskmonitor.config import load_config
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.store import db
 config = load_config(sys.argv[1])
-tick = fullprocess.run_tick(config, db.make_engine(config.database_url))
+tick = run_tick(config, db.make_engine(config.database_url))
 print(json.dumps({"status": tick.status, "stages": tick.stages}))
 """
 
@@ -48,7 +49,8 @@ def copy_project(where: Path, with_samples: bool = True) -> Path:
     for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "requirements.txt",
                  PROJECT_DIR / "alembic.ini"]:
         shutil.copy(path, root / path.name)
-    shutil.copytree(PROJECT_DIR / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("riskmonitor", "migrations"):
+        shutil.copytree(PROJECT_DIR / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     if with_samples:
         shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     else:

@@ -54,18 +54,18 @@ def make_project(where: Path, drift_test: str) -> Path:
 
 def quiet_reports() -> None:
     """No plots and no PDF in the replay: they cost seconds and decide nothing."""
-    import reporting
+    from riskmonitor.reports import report
 
-    reporting.write_report = lambda config, engine, run_hex: None
+    report.write_report = lambda config, engine, run_hex: None
     logging.disable(logging.WARNING)
 
 
 def run_once(job: dict) -> dict:
     """One run: a first model, then job['ticks'] batches; what each tick decided, and fresh-sample F1s."""
     import datagen
-    import db
-    from config import load_config
-    from fullprocess import run_tick
+    from riskmonitor.config import load_config
+    from riskmonitor.pipeline.tick import run_tick
+    from riskmonitor.store import db
 
     quiet_reports()
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,9 +91,9 @@ def run_once(job: dict) -> dict:
 def _fresh_scores(config, job: dict, deployed: list[str]) -> list[float]:
     """F1 of each model deployed in the run, in order, on a fresh sample of the batches' distribution."""
     import datagen
-    import storage
-    from scoring import score_model
-    from training import model_path
+    from riskmonitor.models.scoring import score_model
+    from riskmonitor.models.training import model_path
+    from riskmonitor.store import storage
 
     sample = datagen.generate(FRESH_ROWS, seed=job["seed"] * 1000 + 999, rule=job["rule"], **SCENARIOS[job["scenario"]])
     scores = []
@@ -208,7 +208,7 @@ def main() -> int:
     parser.add_argument("--load", type=Path, nargs="+", help="print the tables of results saved with --json "
                         "(a later file's runs replace an earlier file's runs of the same test, size and change)")
     args = parser.parse_args()
-    import config
+    from riskmonitor import config
 
     args.default = json.loads((PROJECT_DIR / "config.json").read_text())["drift_test"]
     args.tests = args.tests or list(config.DRIFT_TESTS)

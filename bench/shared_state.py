@@ -21,14 +21,14 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 import sqlalchemy as sa  # noqa: E402 - after the project is on the path
 
-import dashboard  # noqa: E402
 import datagen  # noqa: E402
-import db  # noqa: E402
-import plots  # noqa: E402
-from app import create_app  # noqa: E402
 from bench import copy_project  # noqa: E402
-from config import load_config  # noqa: E402
-from fullprocess import run_tick  # noqa: E402
+from riskmonitor.config import load_config  # noqa: E402
+from riskmonitor.pipeline.tick import run_tick  # noqa: E402
+from riskmonitor.reports import plots  # noqa: E402
+from riskmonitor.store import db  # noqa: E402
+from riskmonitor.web import dashboard  # noqa: E402
+from riskmonitor.web.app import create_app  # noqa: E402
 
 
 def stored_bytes(engine) -> dict[str, int]:

@@ -3,7 +3,7 @@
 
 from alembic import context
 
-import schema
+from riskmonitor.store import schema
 
 target_metadata = schema.metadata
 
@@ -19,7 +19,7 @@ connection = context.config.attributes.get("connection")
 if connection is not None:  # db.upgrade: already in a locked transaction
     run_migrations(connection)
 else:
-    from config import load_config
+    from riskmonitor.config import load_config
 
     engine = schema.migration_engine(load_config().database_url)
     with engine.begin() as connection:

@@ -15,8 +15,8 @@ import urllib.request
 
 import sqlalchemy as sa
 
-import db
-from config import Config
+from riskmonitor.config import Config
+from riskmonitor.store import db
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 3.0  # per attempt: a webhook that answers at all answers well within this

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent  # the project: the commands, config.json and the data folders
 # pyarrow (the CSV path, and pandas' strings) allocates through the system allocator unless told otherwise
 # (set before pyarrow is imported: every script imports this module first). Memory it frees goes back to
 # malloc, where numpy and Python reuse it: with pyarrow's default (mimalloc) a 100-row tick on a 2,000,000-row

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import db
-from config import PROJECT_DIR, load_config, normalize_database_url
+from riskmonitor.config import PROJECT_DIR, load_config, normalize_database_url
+from riskmonitor.store import db
 
 ADMIN_URL = normalize_database_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
 
@@ -87,8 +87,7 @@ OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]  # wh
 def offline(monkeypatch, reports: bool = False) -> None:
     """Ticks with a fixed outdated-packages answer instead of waiting on pip and the network and,
     unless reports are asked for, without the plots and PDF, which take seconds to draw."""
-    import diagnostics
-    import reporting
+    from riskmonitor.reports import diagnostics, report
 
     def answer_at_once(config, engine):  # the check a tick starts in the background, done before it reads
         with engine.begin() as conn:
@@ -96,7 +95,7 @@ def offline(monkeypatch, reports: bool = False) -> None:
 
     monkeypatch.setattr(diagnostics, "start_refresh", answer_at_once)
     if not reports:
-        monkeypatch.setattr(reporting, "write_report", lambda config, engine, run_hex: None)
+        monkeypatch.setattr(report, "write_report", lambda config, engine, run_hex: None)
 
 
 @pytest.fixture
@@ -124,3 +123,18 @@ def write_config(root: Path, **changes) -> None:
     """Change keys of a project's config.json."""
     path = root / "config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+
+
+CODE_FILES = ("config.json", "alembic.ini", "requirements.txt", "execute_fullprocess.sh")  # beside the commands
+CODE_FOLDERS = ("riskmonitor", "migrations")
+
+
+def copy_code(root: Path) -> Path:
+    """This checkout's code in root, as an operator's copy of it: the commands, the riskmonitor package,
+    the migrations and the files they read (over whatever is there already, data included)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for path in [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / name for name in CODE_FILES)]:
+        shutil.copy(path, root / path.name)
+    for folder in CODE_FOLDERS:
+        shutil.copytree(PROJECT_DIR / folder, root / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return root

@@ -48,7 +48,7 @@ checks.not_a_server_error.expected-statuses = {model_statuses}
 
 def prepare(root: Path, model: bool) -> None:
     """A project with the repository's config.json; with a model, one tick has deployed it (and drawn the report)."""
-    from config import load_config
+    from riskmonitor.config import load_config
 
     root.mkdir()
     config = json.loads((ROOT / "config.json").read_text())
@@ -56,8 +56,8 @@ def prepare(root: Path, model: bool) -> None:
     (root / "sourcedata").mkdir()
     if model:
         import datagen
-        import db
-        from fullprocess import run_tick
+        from riskmonitor.pipeline.tick import run_tick
+        from riskmonitor.store import db
 
         datagen.generate(1000, seed=1).to_csv(root / "sourcedata" / "clients.csv", index=False)
         project = load_config(root)

@@ -13,13 +13,12 @@ from pathlib import Path
 
 from conftest import add_csv
 
-import db
-import deployment
-import ingestion
-import storage
-from config import PROJECT_DIR
-from fullprocess import run_tick
-from training import model_path, record_model, relative_to_project, train_model
+from riskmonitor.config import PROJECT_DIR
+from riskmonitor.data.datafiles import read_dataset
+from riskmonitor.models.registry import deploy_model
+from riskmonitor.models.training import model_path, record_model, relative_to_project, train_model
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.store import db, storage
 
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
 
@@ -89,13 +88,13 @@ def running_server(command: list[str], port: int, cwd: Path, env: dict, log_path
 
 def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     """Train a clearly different model (labels inverted) and deploy it, as deployment.py would."""
-    frame = ingestion.read_dataset(project.finaldata_csv, project)
+    frame = read_dataset(project.finaldata_csv, project)
     frame[project.label] = 1 - frame[project.label]
     path = model_path(project, hex_id)
     sha = storage.save_model(train_model(frame, project), path)
     with engine.begin() as conn:
         db.start_run(conn, hex_id, "deployment.py")
         record_model(conn, project, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))
-        deployment.deploy_model(conn, project, hex_id, hex_id, "deployment.py", "redeployed by the test")
+        deploy_model(conn, project, hex_id, hex_id, "deployment.py", "redeployed by the test")
         db.finish_run(conn, hex_id, "deployed", "redeployed by the test")
     return hex_id

@@ -14,14 +14,13 @@ import pytest
 import sqlalchemy as sa
 from conftest import add_csv, offline
 
-import alerts
-import config as config_module
-import db
 import deployment
 import fullprocess
-import reporting
 import training
-from config import load_config
+from riskmonitor import alerts
+from riskmonitor.config import load_config, run_script
+from riskmonitor.reports import report as report_module
+from riskmonitor.store import db
 
 WEBHOOK_PATH = "T0000/B0000/s3cr3t-token"  # the part of a webhook URL that must never be stored
 
@@ -68,10 +67,13 @@ def attempts(engine) -> list:
 
 
 def run_main(monkeypatch, config, *argv, module=fullprocess) -> int:
-    """A script's main() as cron runs it, on this project."""
-    monkeypatch.setattr(config_module, "load_config", lambda: config)
-    monkeypatch.setattr(config_module, "setup_logging", lambda: None)
-    return config_module.run_script(lambda: module.main(list(argv)) if module is not training else module.main())
+    """A script's main() as cron runs it, on this project (the command's own load_config is patched)."""
+    loaded = []
+    monkeypatch.setattr(module, "load_config", lambda: loaded.append(config) or config)
+    monkeypatch.setattr(module, "setup_logging", lambda: None)
+    code = run_script(lambda: module.main(list(argv)) if module is not training else module.main())
+    assert loaded == [config]  # the command ran on this project, not on the checkout's config.json
+    return code
 
 
 def test_a_deployment_and_drift_are_posted_with_the_record(project, engine, monkeypatch):
@@ -146,7 +148,7 @@ def test_a_failed_tick_and_a_failed_report_are_posted(sqlite_project, monkeypatc
         def no_space(config, engine, run_hex):
             raise OSError("No space left on device")
 
-        monkeypatch.setattr(reporting, "write_report", no_space)
+        monkeypatch.setattr(report_module, "write_report", no_space)
         add_csv(config, "good.csv", seed=2)
         assert run_main(monkeypatch, config) == 1  # the report failed: exit 1, the deployment stands
     failed, deployed, report = received

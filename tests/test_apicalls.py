@@ -10,7 +10,7 @@ import requests
 from conftest import OUTDATED, offline
 from servers import deploy, free_port, live_server
 
-from config import PROJECT_DIR
+from riskmonitor.config import PROJECT_DIR
 
 
 def apicalls(config, *args, **env):

@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from conftest import OUTDATED, add_csv, offline
 from servers import RECORD, deploy, free_port, redeploy
 
-import db
-import plots
-import serving
-import storage
-from app import create_app
-from fullprocess import run_tick
+from riskmonitor.models import serving
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.reports import plots
+from riskmonitor.store import db, storage
+from riskmonitor.web import inputs
+from riskmonitor.web.app import create_app
 
 NO_MODEL = "no model is deployed yet"
 
@@ -121,12 +121,15 @@ def test_symbolic_links_are_followed_and_refused_when_they_leave(client, deploye
     (project.test_data_path / "linkdir").symlink_to(secret)
     (project.input_folder_path / "alias.csv").symlink_to(project.testdata_csv)  # stays inside: allowed
     opened = []
-    monkeypatch.setattr(serving, "read_data_file", lambda path: opened.append(path))
+    read_data_file = inputs.read_data_file
+    monkeypatch.setattr(inputs, "read_data_file", lambda path: opened.append(path) or read_data_file(path))
     for file_name in ("sourcedata/link.csv", "testdata/linkdir/clients.csv"):
         response = predict(client, file_name=file_name)
         assert_error(response, 403, "not inside the data folders", project)
         assert "TOPSECRET" not in response.get_data(as_text=True)
     assert opened == []
+    assert predict(client, file_name="sourcedata/alias.csv").status_code == 200
+    assert opened == [project.testdata_csv.resolve()]  # the link that stays inside is read, through the patch
     monkeypatch.undo()
     offline(monkeypatch)
     assert predict(client, file_name="sourcedata/alias.csv").status_code == 200

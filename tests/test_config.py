@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from config import PROJECT_DIR, load_config, normalize_database_url
+from riskmonitor.config import PROJECT_DIR, load_config, normalize_database_url
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from conftest import add_csv, offline
 from servers import deploy, live_server
 
-import db
-from fullprocess import run_tick
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.store import db
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-import db
+from riskmonitor.store import db
 
 
 def test_times_come_back_as_aware_utc(engine):

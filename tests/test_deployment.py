@@ -4,6 +4,7 @@ database after two deployments and a rollback by hand, which a running API serve
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -11,10 +12,10 @@ import sqlalchemy as sa
 from servers import RECORD, get_json, live_server
 from test_scripts import checkout, run  # noqa: F401 (the fixture: a copy of the project run as processes)
 
-import db
-import deployment
-from app import timestamp
-from config import load_config
+from riskmonitor.config import load_config
+from riskmonitor.models import registry, serving
+from riskmonitor.store import db
+from riskmonitor.web.api import timestamp
 
 REASON = "model B mislabels the March clients"
 
@@ -50,7 +51,8 @@ def test_two_deployments_and_a_rollback_by_hand(checkout, tmp_path):  # noqa: F8
         rollback = subprocess.run([sys.executable, str(root / "deployment.py"), "--model", model_a, "--reason", REASON],
                                   cwd="/", env=env, capture_output=True, text=True, timeout=120)
         assert rollback.returncode == 0, rollback.stderr
-        assert predict(url)["model"] == model_a  # the very next request, in well under a second
+        time.sleep(serving.CHECK_SECONDS)  # a process checks production at most this often (within one second)
+        assert predict(url)["model"] == model_a
         assert get_json(url + "/scoring")["model"] == model_a
         listed = get_json(url + "/models")
         with urllib.request.urlopen(url + "/", timeout=10) as response:  # noqa: S310 (a local test server)
@@ -120,7 +122,7 @@ def test_an_upgraded_database_lists_the_deployments_made_before_they_were_logged
     assert db.upgrade(database_url)[1] == db.SCHEMA_REVISION
     engine = db.make_engine(database_url)
     with engine.connect() as conn:
-        records = {r.hex: r for r in deployment.list_models(conn)}
+        records = {r.hex: r for r in registry.list_models(conn)}
     engine.dispose()
     assert records["b2"].periods == ()
     (period,) = records["a1"].periods

@@ -4,6 +4,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import pathlib
 import subprocess
 
 import numpy as np
@@ -13,11 +14,13 @@ import sqlalchemy as sa
 from conftest import OUTDATED, add_csv
 
 import datagen
-import db
-import diagnostics
-from fullprocess import run_tick
-from ingestion import read_dataset
-from training import REFERENCE_ROWS, reference_path
+import diagnostics as diagnostics_command
+from riskmonitor.data.datafiles import read_dataset
+from riskmonitor.drift.data_drift import data_drift, ks_critical_value, population_stability_index
+from riskmonitor.models.training import REFERENCE_ROWS, reference_path
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.reports import diagnostics
+from riskmonitor.store import db
 
 
 def rows_of(engine, table, hex_id):
@@ -32,7 +35,7 @@ def test_one_distribution_is_not_drifted_at_any_size(sqlite_project, rows, seeds
     project = sqlite_project
     for seed in seeds:
         reference = datagen.generate(min(rows, REFERENCE_ROWS), seed=100 + seed)  # what training saves
-        result = diagnostics.data_drift(datagen.generate(rows, seed=seed), reference, project)
+        result = data_drift(datagen.generate(rows, seed=seed), reference, project)
         assert [r["feature"] for r in result] == list(project.features)
         assert not any(r["drifted"] for r in result), result
         assert max(r["psi"] for r in result) < project.psi_threshold / 2
@@ -45,7 +48,7 @@ def test_a_feature_multiplied_by_3_is_drifted(sqlite_project, rows, feature):
     reference = datagen.generate(5_000, seed=1)
     new = datagen.generate(rows, seed=2)
     new[feature] = new[feature] * 3
-    verdicts = {r["feature"]: r["drifted"] for r in diagnostics.data_drift(new, reference, project)}
+    verdicts = {r["feature"]: r["drifted"] for r in data_drift(new, reference, project)}
     assert verdicts == {f: f == feature for f in project.features}
 
 
@@ -53,35 +56,35 @@ def test_a_feature_multiplied_by_3_is_drifted(sqlite_project, rows, feature):
 def test_lastmonth_activity_times_1_2_alone_is_drifted_from_20000_rows(sqlite_project, rows):
     reference = datagen.generate(8_000, seed=1)
     new = datagen.generate(rows, seed=2, scale={"lastmonth_activity": 1.2})
-    result = {r["feature"]: r for r in diagnostics.data_drift(new, reference, sqlite_project)}
+    result = {r["feature"]: r for r in data_drift(new, reference, sqlite_project)}
     assert {f: r["drifted"] for f, r in result.items()} == {f: f == "lastmonth_activity" for f in sqlite_project.features}
     assert result["lastmonth_activity"]["psi"] < sqlite_project.psi_threshold  # PSI alone misses it; KS D sees it
 
 
 def test_small_batches_need_a_larger_ks_d(sqlite_project):
-    critical = [diagnostics.ks_critical_value(n, 8_000, sqlite_project.data_drift_confidence) for n in (200, 2_000, 20_000)]
+    critical = [ks_critical_value(n, 8_000, sqlite_project.data_drift_confidence) for n in (200, 2_000, 20_000)]
     assert critical == sorted(critical, reverse=True)
     assert critical[0] > 0.1 > sqlite_project.ks_threshold  # 200 rows: noise alone reaches well past the threshold
-    assert diagnostics.ks_critical_value(0, 8_000, 0.999) == np.inf
+    assert ks_critical_value(0, 8_000, 0.999) == np.inf
     for seed in range(10):  # 200 rows of one distribution: never drifted
-        result = diagnostics.data_drift(datagen.generate(200, seed=seed), datagen.generate(8_000, seed=99), sqlite_project)
+        result = data_drift(datagen.generate(200, seed=seed), datagen.generate(8_000, seed=99), sqlite_project)
         assert not any(r["drifted"] for r in result), result
 
 
 def test_psi_copes_with_repeated_values_out_of_range_values_and_missing_values():
     zeros = np.zeros(1_000)
-    assert diagnostics.population_stability_index(zeros, zeros, 10) == 0
+    assert population_stability_index(zeros, zeros, 10) == 0
     skewed = np.r_[np.zeros(800), np.arange(200)]  # most quantiles are 0: the bins collapse, not break
-    assert diagnostics.population_stability_index(skewed, skewed[::-1], 10) == pytest.approx(0)
-    beyond = diagnostics.population_stability_index(np.arange(1_000), np.arange(5_000, 6_000), 10)
+    assert population_stability_index(skewed, skewed[::-1], 10) == pytest.approx(0)
+    beyond = population_stability_index(np.arange(1_000), np.arange(5_000, 6_000), 10)
     assert np.isfinite(beyond)
     assert beyond > 1  # everything lands in the open-ended top bin
-    missing = diagnostics.population_stability_index(np.arange(1_000), np.full(1_000, np.nan), 10)
+    missing = population_stability_index(np.arange(1_000), np.full(1_000, np.nan), 10)
     assert missing > 1  # a feature that went missing has drifted
 
 
 def test_data_drift_of_nothing_is_no_rows(sqlite_project):
-    assert diagnostics.data_drift(datagen.generate(0), datagen.generate(100), sqlite_project) == []
+    assert data_drift(datagen.generate(0), datagen.generate(100), sqlite_project) == []
 
 
 # --- what a tick records ---------------------------------------------------------------------------
@@ -138,7 +141,7 @@ def test_a_later_tick_records_drift_of_its_new_rows_against_the_production_train
     assert second.status == "deployed", second.summary
     assert second.decision.drifted_features == ("lastmonth_activity", "lastyear_activity")
     drift = rows_of(engine, db.data_drift, second.hex)
-    expected = diagnostics.data_drift(shifted, pd.read_csv(reference_path(project, first.hex)), project)
+    expected = data_drift(shifted, pd.read_csv(reference_path(project, first.hex)), project)
     assert [(d.feature, d.statistic, d.p_value, d.psi, d.drifted) for d in drift] == [
         (e["feature"], pytest.approx(e["statistic"]), pytest.approx(e["p_value"]), pytest.approx(e["psi"]), e["drifted"])
         for e in expected]
@@ -270,6 +273,7 @@ def test_a_day_old_answer_is_served_at_once_and_refreshed_in_a_process_of_its_ow
     [(command, options)] = started
     assert command[-3:] == ["outdated", "--project-dir", str(project.project_dir)]
     assert command[-4].endswith("diagnostics.py")
+    assert pathlib.Path(command[-4]).is_file()  # the command itself, wherever the library lives
     assert options["start_new_session"]
     assert options["env"]["DATABASE_URL"] == project.database_url
 
@@ -316,7 +320,7 @@ def test_python_diagnostics_outdated_stores_its_answer(project, engine, monkeypa
     path.write_text(json.dumps({**json.loads(path.read_text()), "outdated_timeout_seconds": 0.01}))
     monkeypatch.setenv("DATABASE_URL", project.database_url)
     db.ensure_schema(engine)
-    assert diagnostics.main(["outdated", "--project-dir", str(project.project_dir)]) == 0
+    assert diagnostics_command.main(["outdated", "--project-dir", str(project.project_dir)]) == 0
     with engine.connect() as conn:
         latest, answered = db.latest_package_checks(conn)
     assert latest is not None

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from conftest import offline
 from servers import RECORD, deploy, live_server, redeploy
 
-import serving
+from riskmonitor.models import serving
 
 WORKERS = 2
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import datagen
-import ingestion
+from riskmonitor.data import datafiles, ingest
 
 HEADER = b"corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
 
@@ -24,14 +24,14 @@ HEADER = b"corporation,lastmonth_activity,lastyear_activity,number_of_employees,
     (HEADER + b'ab,1,2,3,0\n"cd,1,2,3,1\n', "not a valid CSV file"),
 ])
 def test_unusable_files_are_refused_with_the_reason(sqlite_project, data, reason):
-    frame, error = ingestion.read_valid_rows(data, sqlite_project)
+    frame, error = ingest.read_valid_rows(data, sqlite_project)
     assert frame is None
     assert error.startswith(reason)
 
 
 def test_valid_file_keeps_the_configured_columns_in_order(sqlite_project):
     data = b"exited,extra,number_of_employees,lastyear_activity,lastmonth_activity,corporation\n1,x,3,2,1,ab\n"
-    frame, error = ingestion.read_valid_rows(b"\xef\xbb\xbf" + data, sqlite_project)  # a BOM is fine
+    frame, error = ingest.read_valid_rows(b"\xef\xbb\xbf" + data, sqlite_project)  # a BOM is fine
     assert error is None
     frame = frame.to_pandas()  # read_valid_rows gives a pyarrow Table
     assert list(frame.columns) == list(sqlite_project.columns)
@@ -39,26 +39,26 @@ def test_valid_file_keeps_the_configured_columns_in_order(sqlite_project):
 
 
 def test_missing_feature_values_are_kept_for_the_imputer(sqlite_project):
-    frame, error = ingestion.read_valid_rows(HEADER + b"ab,,2,3,1\n", sqlite_project)
+    frame, error = ingest.read_valid_rows(HEADER + b"ab,,2,3,1\n", sqlite_project)
     assert error is None
     assert frame.to_pandas()["lastmonth_activity"].isna().tolist() == [True]
 
 
 def test_held_out_rows_are_chosen_by_content_and_about_the_configured_share(sqlite_project):
     frame = datagen.generate(20_000, seed=5)
-    held = ingestion.held_out(frame, sqlite_project)
+    held = datafiles.held_out(frame, sqlite_project)
     assert abs(held.mean() - sqlite_project.test_fraction) < 0.02
     shuffled = frame.sample(frac=1, random_state=1)
-    assert (ingestion.held_out(shuffled, sqlite_project) == held[shuffled.index]).all()
+    assert (datafiles.held_out(shuffled, sqlite_project) == held[shuffled.index]).all()
 
 
 def test_merge_removes_exact_duplicates_and_never_loses_a_row(sqlite_project):
     first, second = datagen.generate(500, seed=1), datagen.generate(300, seed=2)
-    ingestion.merge_rows(first, sqlite_project)
-    final, test = ingestion.merge_rows(pd.concat([second, first.head(100)], ignore_index=True), sqlite_project)
+    datafiles.merge_rows(first, sqlite_project)
+    final, test = datafiles.merge_rows(pd.concat([second, first.head(100)], ignore_index=True), sqlite_project)
     final_rows, test_rows = len(final), len(test)
-    merged = pd.concat([ingestion.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
-                        ingestion.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
+    merged = pd.concat([datafiles.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
+                        datafiles.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
     expected = pd.concat([first, second]).drop_duplicates()
     assert final_rows + test_rows == len(expected) == len(merged)
     key = list(sqlite_project.columns)
@@ -67,17 +67,17 @@ def test_merge_removes_exact_duplicates_and_never_loses_a_row(sqlite_project):
 
 def test_a_renamed_copy_is_not_new(sqlite_project):
     datagen.generate(50, seed=1).to_csv(sqlite_project.input_folder_path / "a.csv", index=False)
-    found = ingestion.find_new_files(sqlite_project, set(), {})
+    found = ingest.find_new_files(sqlite_project, set(), {})
     (sqlite_project.input_folder_path / "b.csv").write_bytes((sqlite_project.input_folder_path / "a.csv").read_bytes())
-    assert [f.name for f in ingestion.find_new_files(sqlite_project, set(), {})] == ["a.csv"]
-    assert ingestion.find_new_files(sqlite_project, {found[0].sha256}, {}) == []
+    assert [f.name for f in ingest.find_new_files(sqlite_project, set(), {})] == ["a.csv"]
+    assert ingest.find_new_files(sqlite_project, {found[0].sha256}, {}) == []
 
 
 def test_only_visible_csv_files_are_watched(sqlite_project):
     folder = sqlite_project.input_folder_path
     for name in ("notes.txt", ".partial.csv", "UPPER.CSV", "data.csv"):
         (folder / name).write_bytes(HEADER + name.encode() + b",1,2,3,0\n")
-    assert [f.name for f in ingestion.find_new_files(sqlite_project, set(), {})] == ["UPPER.CSV", "data.csv"]
+    assert [f.name for f in ingest.find_new_files(sqlite_project, set(), {})] == ["UPPER.CSV", "data.csv"]
 
 
 # --- hardening (issue 11): no value stalls ingestion, no row goes wrong silently ------------------
@@ -92,7 +92,7 @@ def test_only_visible_csv_files_are_watched(sqlite_project):
     (HEADER.replace(b"exited", b"exited,exited") + b"ab,1,2,3,0,1\n", "column exited appears more than once"),
 ])
 def test_values_pandas_cannot_convert_and_extra_fields_are_refused(sqlite_project, data, reason):
-    frame, error = ingestion.read_valid_rows(data, sqlite_project)
+    frame, error = ingest.read_valid_rows(data, sqlite_project)
     assert frame is None
     assert error.startswith(reason), error
 
@@ -100,20 +100,20 @@ def test_values_pandas_cannot_convert_and_extra_fields_are_refused(sqlite_projec
 def test_ids_are_kept_exactly_as_written(sqlite_project):
     ids = ["00012", "NA", "null", "None", "N/A", "nan", "007.50", ""]
     data = HEADER + b"".join(f"{i},1,2,3,{n % 2}\n".encode() for n, i in enumerate(ids))
-    table, error = ingestion.read_valid_rows(data, sqlite_project)
+    table, error = ingest.read_valid_rows(data, sqlite_project)
     assert error is None
     frame = table.to_pandas()
     assert frame["corporation"].tolist()[:-1] == ids[:-1]
     assert frame["corporation"].isna().tolist() == [False] * 7 + [True]  # empty stays missing
-    ingestion.merge_rows(frame, sqlite_project)
-    stored = pd.concat([ingestion.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
-                        ingestion.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
+    datafiles.merge_rows(frame, sqlite_project)
+    stored = pd.concat([datafiles.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
+                        datafiles.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
     assert sorted(stored["corporation"].dropna().tolist()) == sorted(ids[:-1])
     assert stored["corporation"].isna().sum() == 1
 
 
 def test_a_huge_cell_is_echoed_as_a_short_excerpt(sqlite_project):
-    frame, error = ingestion.read_valid_rows(HEADER + b"ab," + b"x" * 5_000_000 + b",2,3,0\n", sqlite_project)
+    frame, error = ingest.read_valid_rows(HEADER + b"ab," + b"x" * 5_000_000 + b",2,3,0\n", sqlite_project)
     assert frame is None
     assert error.startswith("non-numeric or infinite value 'xxx")
     assert len(error) < 300
@@ -140,14 +140,14 @@ def test_only_regular_files_are_read(sqlite_project, kind, tmp_path, request):
     else:
         path.symlink_to(tmp_path / "nothing-here")
     (folder / "good.csv").write_bytes(HEADER + b"ab,1,2,3,0\n")
-    found = ingestion.find_new_files(sqlite_project, set(), {})  # never opens x.csv: a FIFO would block
+    found = ingest.find_new_files(sqlite_project, set(), {})  # never opens x.csv: a FIFO would block
     assert [f.name for f in found] == ["good.csv", "x.csv"]
-    result = ingestion.ingest_files(sqlite_project, found)
+    result = ingest.ingest_files(sqlite_project, found)
     records = {r["file"]: r for r in result.records}
     assert records["good.csv"]["status"] == "ingested"
     assert records["x.csv"]["status"] == "quarantined"
     assert records["x.csv"]["error"].startswith("not a regular file: ")
-    again = ingestion.find_new_files(sqlite_project, {f.sha256 for f in found}, {})
+    again = ingest.find_new_files(sqlite_project, {f.sha256 for f in found}, {})
     assert again == []  # recorded once by its name and kind, skipped while it stays
 
 
@@ -162,15 +162,14 @@ def with_gaps(frame, seed):
 
 
 def test_the_running_statistics_are_those_of_finaldata(sqlite_project):
-    import datafiles
 
     config = sqlite_project
     for seed in range(4):  # four merges, duplicates among them
-        ingestion.merge_rows(pd.concat([with_gaps(datagen.generate(700, seed=seed), seed),
+        datafiles.merge_rows(pd.concat([with_gaps(datagen.generate(700, seed=seed), seed),
                                         datagen.generate(50, seed=0)], ignore_index=True), config)
     index = datafiles.prepare(config, datafiles.History())
-    final = ingestion.read_dataset(config.finaldata_csv, config)
-    test = ingestion.read_dataset(config.testdata_csv, config)
+    final = datafiles.read_dataset(config.finaldata_csv, config)
+    test = datafiles.read_dataset(config.testdata_csv, config)
     assert index["rows"] == {"finaldata": len(final), "testdata": len(test)}
     assert len(final) + len(test) == len(datafiles.stored_hashes(config))
     for feature in config.features:
@@ -181,25 +180,23 @@ def test_the_running_statistics_are_those_of_finaldata(sqlite_project):
 
 
 def test_a_data_set_changed_behind_the_index_has_it_rebuilt(sqlite_project, caplog):
-    import datafiles
 
     config = sqlite_project
-    ingestion.merge_rows(datagen.generate(300, seed=1), config)
+    datafiles.merge_rows(datagen.generate(300, seed=1), config)
     extra = datagen.generate(5, seed=9)
     extra.to_csv(config.finaldata_csv, mode="a", header=False, index=False)  # by hand, beside the index
     index = datafiles.prepare(config, datafiles.History())
     assert "rebuilding it from them" in caplog.text
-    final = ingestion.read_dataset(config.finaldata_csv, config)
+    final = datafiles.read_dataset(config.finaldata_csv, config)
     assert index["rows"]["finaldata"] == len(final)
-    _, test = ingestion.merge_rows(pd.concat([extra, datagen.generate(300, seed=1)]), config)
-    assert len(ingestion.read_dataset(config.finaldata_csv, config)) + len(test) == 305  # nothing added twice
+    _, test = datafiles.merge_rows(pd.concat([extra, datagen.generate(300, seed=1)]), config)
+    assert len(datafiles.read_dataset(config.finaldata_csv, config)) + len(test) == 305  # nothing added twice
 
 
 def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_reports, monkeypatch):
     from conftest import add_csv
 
-    import datafiles
-    from fullprocess import run_tick
+    from riskmonitor.pipeline.tick import run_tick
 
     add_csv(project, "first.csv", rows=2_000, seed=1)
     assert run_tick(project, engine).status == "deployed"
@@ -213,10 +210,9 @@ def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_repor
 
 
 def test_history_searched_in_chunks_finds_every_stored_row(sqlite_project):
-    import datafiles
 
     config = sqlite_project
-    ingestion.merge_rows(datagen.generate(1_000, seed=1), config)
+    datafiles.merge_rows(datagen.generate(1_000, seed=1), config)
     again = pd.concat([datagen.generate(1_000, seed=1).sample(300, random_state=2), datagen.generate(200, seed=3)])
     for rows in (7, 1_000, 10_000):  # chunk sizes below, at and above the history's
         added, counts, _ = datafiles.new_rows([again], datafiles.hash_chunks(config, rows), config)
@@ -229,7 +225,6 @@ def test_row_hashes_stay_those_the_data_sets_were_stored_with(sqlite_project):
     the code or pandas does. These values are what the first release of the hashes computed."""
     import numpy as np
 
-    import datafiles
 
     frame = pd.DataFrame({"corporation": pd.Series(["abc", None, "ünï€😀", "00012"], dtype="str"),
                           "lastmonth_activity": [1.0, np.nan, -0.0, 2.5], "lastyear_activity": [10, 20, 30, 40],

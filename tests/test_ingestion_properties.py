@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import datagen
-import db
-from fullprocess import run_tick
-from validation import MISSING
+from riskmonitor.data.validation import MISSING
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.store import db
 
 HEADER = "corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited"
 CELLS = st.one_of(
@@ -56,7 +56,7 @@ def row_key(corporation, *numbers) -> tuple:
 def stored_rows(config) -> list[tuple]:
     import pandas as pd
 
-    from datafiles import read_dataset
+    from riskmonitor.data.datafiles import read_dataset
 
     frame = pd.concat([read_dataset(p, config) for p in (config.finaldata_csv, config.testdata_csv)])
     return [row_key(*row) for row in frame[list(config.columns)].itertuples(index=False)]
@@ -117,7 +117,7 @@ def test_the_fast_reader_gives_exactly_the_checked_rows_or_leaves_the_file_to_th
     """pyarrow reads what it can (plain_rows) and the pandas path everything else: the same rows either way."""
     import pandas as pd
 
-    from validation import InvalidData, checked_rows, plain_rows
+    from riskmonitor.data.validation import InvalidData, checked_rows, plain_rows
 
     plain = plain_rows(data, *COLUMNS)
     try:
@@ -130,7 +130,7 @@ def test_the_fast_reader_gives_exactly_the_checked_rows_or_leaves_the_file_to_th
 
 
 def test_generated_files_take_the_fast_reader_even_with_missing_cells_and_windows_line_ends():
-    from validation import plain_rows
+    from riskmonitor.data.validation import plain_rows
 
     frame = datagen.generate(500, seed=3)
     frame.loc[::7, "lastyear_activity"] = None
@@ -154,7 +154,7 @@ def test_row_hashes_without_pandas_are_pandas_hashes(texts, offset, floats):
     import pandas as pd
     import pyarrow as pa
 
-    import rowhash
+    from riskmonitor.data import rowhash
 
     array = pa.array(["pad"] * offset + texts, pa.string()).slice(offset)
     values = np.array([t if t is not None else np.nan for t in texts], dtype=object)

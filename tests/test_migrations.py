@@ -14,15 +14,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from conftest import write_config
+from conftest import copy_code, write_config
 
 import datagen
-import db
-from app import create_app
-from config import PROJECT_DIR
+from riskmonitor.config import PROJECT_DIR
+from riskmonitor.store import db
+from riskmonitor.web.app import create_app
 
 FIRST_RELEASE = "f1e7d7f"  # the commit whose create_all made the databases in production before Alembic
-CODE = [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "alembic.ini"]
 
 
 def rows(url: str, tables=None) -> dict[str, list]:
@@ -72,11 +71,7 @@ def script(root: Path, url: str, name: str, *args, check: bool = True):
 
 def current_code(root: Path) -> Path:
     """The code of this checkout (with its migrations) in root, beside whatever data is there."""
-    root.mkdir(exist_ok=True)
-    for path in CODE:
-        shutil.copy(path, root / path.name)
-    shutil.copytree(PROJECT_DIR / "migrations", root / "migrations", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(root)
     write_config(root, outdated_timeout_seconds=0)
     return root
 
@@ -160,7 +155,7 @@ def test_a_database_that_is_behind_is_refused_by_scripts_and_the_api(tmp_path, d
         assert result.returncode == 1, name
         assert "python dbsetup.py" in result.stderr, name
         assert "Traceback" not in result.stderr, name
-    from config import load_config
+    from riskmonitor.config import load_config
 
     app = create_app(load_config(root, database_url=database_url))
     client = app.test_client()
@@ -181,7 +176,7 @@ def test_a_database_that_is_behind_is_refused_by_scripts_and_the_api(tmp_path, d
 FIRST_USE = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-import db
+from riskmonitor.store import db
 while time.time() < float(sys.argv[3]):  # start together
     time.sleep(0.001)
 db.ensure_schema(db.make_engine(sys.argv[2]))

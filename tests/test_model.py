@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import datagen
-import storage
-from scoring import Confusion, confusion, counts_of, detect_model_drift, gate, paired_f1_difference, score_model
-from training import train_model
+from riskmonitor.drift.model_drift import detect_model_drift, gate, paired_f1_difference
+from riskmonitor.models.scoring import Confusion, confusion, counts_of, score_model
+from riskmonitor.models.training import train_model
+from riskmonitor.store import storage
 
 
 def test_trained_model_beats_chance_on_fresh_data(sqlite_project):

@@ -7,7 +7,7 @@ import pytest
 from conftest import offline
 from servers import RECORD, deploy
 
-from app import create_app
+from riskmonitor.web.app import create_app
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask answers these for every GET route by itself
 

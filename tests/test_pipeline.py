@@ -8,9 +8,8 @@ import sqlalchemy as sa
 from conftest import add_csv as generated_csv
 
 import datagen
-import db
-import storage
-from fullprocess import run_tick
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.store import db, storage
 
 add_csv = partial(generated_csv, rows=1500)  # the files of these tests: 1,500 rows unless they say otherwise
 
@@ -240,11 +239,15 @@ def test_a_file_name_that_is_not_utf8_is_recorded_escaped(project, engine):
 def test_a_failed_tick_leaves_no_model_file_behind(project, engine, monkeypatch):
     add_csv(project, "a.csv", seed=1)
 
+    calls = []
+
     def broken(*args, **kwargs):
+        calls.append(args)
         raise RuntimeError("the database went away")
     monkeypatch.setattr(db, "record_model", broken)
     with pytest.raises(RuntimeError):
         run_tick(project, engine)
+    assert len(calls) == 1
     assert list(project.output_model_path.glob("model_*")) == []
     assert table(engine, db.runs)[-1].status == "failed"
 
@@ -267,14 +270,16 @@ def test_a_tick_over_its_time_limit_fails(project, engine, monkeypatch):
     import dataclasses
     import time
 
-    import ingestion
+    from riskmonitor.data import ingest
 
     add_csv(project, "a.csv", seed=1)
-    monkeypatch.setattr(ingestion, "ingest_files", lambda *args, **kwargs: time.sleep(30))
+    slept = []
+    monkeypatch.setattr(ingest, "ingest_files", lambda *args, **kwargs: slept.append(args) or time.sleep(30))
     started = time.monotonic()
     with pytest.raises(Exception, match="time limit"):
         run_tick(dataclasses.replace(project, tick_timeout_seconds=1), engine)
     assert time.monotonic() - started < 20
+    assert len(slept) == 1
     run = table(engine, db.runs)[-1]
     assert run.status == "failed"
     assert "longer than its time limit of 1 s" in run.message
@@ -311,7 +316,7 @@ def test_ids_reach_the_data_sets_exactly_as_written(project, engine):
 def test_lost_history_fails_the_tick_and_the_rebuild_restores_it(project, engine):
     import pandas as pd
 
-    import ingestion
+    from riskmonitor.data import ingest
 
     add_csv(project, "a.csv", rows=1500, seed=1)
     add_csv(project, "b.csv", rows=1500, seed=2)
@@ -324,12 +329,12 @@ def test_lost_history_fails_the_tick_and_the_rebuild_restores_it(project, engine
     with pytest.raises(RuntimeError, match="ingestion.py --rebuild"):
         run_tick(project, engine)  # never trains on this tick's rows alone
     assert "python ingestion.py --rebuild" in table(engine, db.runs)[-1].message
-    assert ingestion.rebuild(project, engine).startswith("rebuilt from 2 file(s): 3000 row(s)")
+    assert ingest.rebuild(project, engine).startswith("rebuilt from 2 file(s): 3000 row(s)")
     after = [pd.read_csv(p, dtype=str) for p in (project.finaldata_csv, project.testdata_csv)]
     pd.read_csv(project.testdata_csv).head(10).to_csv(project.testdata_csv, index=False)  # shorter
     with pytest.raises(RuntimeError, match="fewer than the 3000 the database records"):
         run_tick(project, engine)
-    ingestion.rebuild(project, engine)
+    ingest.rebuild(project, engine)
     for old, new in zip(before, after, strict=True):  # the hash split keeps every row on its side
         assert old.sort_values(list(old.columns)).to_numpy().tolist() == new.sort_values(list(new.columns)).to_numpy().tolist()
     tick = run_tick(project, engine)
@@ -363,15 +368,18 @@ def test_a_huge_bad_cell_and_many_bad_files_give_bounded_messages(project, engin
 def test_rows_a_failed_tick_appended_are_cut_and_counted_again(project, engine, monkeypatch):
     import pandas as pd
 
-    import fullprocess
+    from riskmonitor.pipeline import tick as tick_module
 
     add_csv(project, "a.csv", seed=1)
+    calls = []
 
     def killed(*args):
+        calls.append(args)
         raise RuntimeError("killed before the tick's transaction")
-    monkeypatch.setattr(fullprocess, "_record", killed)
+    monkeypatch.setattr(tick_module, "_record", killed)
     with pytest.raises(RuntimeError, match="killed"):
         run_tick(project, engine)
+    assert len(calls) == 1
     assert sum(len(pd.read_csv(p)) for p in (project.finaldata_csv, project.testdata_csv)) == 1500  # appended
     monkeypatch.undo()
     tick = run_tick(project, engine)
@@ -479,7 +487,7 @@ def test_data_drift_alone_retrains_unless_switched_off(sqlite_project, no_report
 
 
 def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, engine, no_reports):
-    from scoring import load_production_model, score_model
+    from riskmonitor.models.scoring import load_production_model, score_model
 
     add_csv(project, "first.csv", rows=10_000, seed=1)
     first = run_tick(project, engine)

@@ -16,9 +16,9 @@ from conftest import add_csv, offline
 from servers import RECORD, get_json, redeploy, replica
 from test_dashboard_browser import browser, open_page  # noqa: F401 - the fixture is used below
 
-import serving
-from config import PROJECT_DIR
-from fullprocess import run_tick
+from riskmonitor.config import PROJECT_DIR
+from riskmonitor.models import serving
+from riskmonitor.pipeline.tick import run_tick
 
 CSV = "lastmonth_activity,lastyear_activity,number_of_employees\n12,150,20\n400,150,20\n"
 

@@ -6,18 +6,16 @@ import shutil
 import subprocess
 import sys
 
-from conftest import OUTDATED, add_csv, write_config
+from conftest import OUTDATED, add_csv, copy_code, write_config
 from PIL import Image
 from pypdf import PdfReader
 
-import config as config_module
-import db
-import decisions
 import fullprocess
-import plots
-import reporting
-from config import PROJECT_DIR
-from fullprocess import run_tick
+from riskmonitor.config import PROJECT_DIR
+from riskmonitor.drift import decisions
+from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.reports import plots, report
+from riskmonitor.store import db
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def plot_paths(config):
@@ -94,14 +92,18 @@ def test_a_tick_without_new_data_draws_nothing(sqlite_project, no_pip):
 
 
 def test_a_failed_report_keeps_what_the_tick_did_and_exits_non_zero(project, engine, no_pip, monkeypatch):
+    drawn = []
+
     def fail(config, engine, run_hex):
+        drawn.append(run_hex)
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(reporting, "write_report", fail)
-    monkeypatch.setattr(config_module, "load_config", lambda: project)
-    monkeypatch.setattr(config_module, "setup_logging", lambda: None)
+    monkeypatch.setattr(report, "write_report", fail)
+    monkeypatch.setattr(fullprocess, "load_config", lambda: project)
+    monkeypatch.setattr(fullprocess, "setup_logging", lambda: None)
     add_csv(project, "a.csv", 1_000, seed=1)
     assert fullprocess.main([]) == 1
+    assert len(drawn) == 1
     with engine.connect() as conn:
         run = db.recent_runs(conn, 1)[0]
         assert db.production_model(conn).hex == run.hex
@@ -112,11 +114,7 @@ def test_a_failed_report_keeps_what_the_tick_did_and_exits_non_zero(project, eng
 
 def test_the_scripts_print_diagnostics_and_regenerate_the_report(tmp_path):
     """diagnostics.py and reporting.py as an operator runs them, in a copy of the project."""
-    root = tmp_path / "checkout"
-    root.mkdir()
-    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "alembic.ini"]:
-        shutil.copy(path, root / path.name)
-    shutil.copytree(PROJECT_DIR / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    root = copy_code(tmp_path / "checkout")
     shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     write_config(root, outdated_timeout_seconds=0)  # no wait on the network
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'scripts.db'}", "MPLBACKEND": "Agg"}
@@ -164,9 +162,8 @@ def test_the_confusion_matrix_is_brought_up_to_date_with_the_new_held_out_rows_o
     import pandas as pd
     from sklearn.metrics import confusion_matrix
 
-    import datafiles
-    import ingestion
-    from scoring import load_production_model
+    from riskmonitor.data import datafiles, ingest
+    from riskmonitor.models.scoring import load_production_model
 
     engine = db.make_engine(sqlite_project.database_url)
 
@@ -192,7 +189,7 @@ def test_the_confusion_matrix_is_brought_up_to_date_with_the_new_held_out_rows_o
         assert {"rows": kept["rows"], "matrix": kept["matrix"]} == full
         assert reads
         assert all(since > 0 for _, since in reads), reads  # nothing read from the start
-    ingestion.rebuild(sqlite_project, engine)  # a new epoch: the next matrix counts every held-out row again
+    ingest.rebuild(sqlite_project, engine)  # a new epoch: the next matrix counts every held-out row again
     add_csv(sqlite_project, "more4.csv", 400, seed=4)
     reads.clear()
     assert run_tick(sqlite_project, engine).status == "no_drift"

@@ -9,23 +9,16 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import write_config
+from conftest import copy_code, write_config
 
-from config import PROJECT_DIR
+from riskmonitor.config import PROJECT_DIR
 
-STEP_MODULES = ["config", "schema", "db", "storage", "validation", "datafiles", "ingestion", "training", "scoring", "deployment",
-                "fullprocess", "decisions", "alerts", "diagnostics", "reporting", "app", "apicalls", "dbsetup",
-                "drop_tables", "datagen"]
 HEAVY = ("pandas", "sklearn", "matplotlib", "reportlab", "scipy")
 
 
 def copy_project(root):
     """A copy of the project's code, config and sample data, as an operator's checkout."""
-    root.mkdir()
-    for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "execute_fullprocess.sh",
-                 PROJECT_DIR / "requirements.txt", PROJECT_DIR / "alembic.ini"]:
-        shutil.copy(path, root / path.name)
-    shutil.copytree(PROJECT_DIR / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(root)
     shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     write_config(root, outdated_timeout_seconds=0)  # pip asks the network: tested in test_diagnostics
     return root
@@ -129,7 +122,7 @@ def held_by_another_process(path):
 def test_a_tick_waits_for_nobody_while_the_pipeline_is_busy(checkout):
     import sqlalchemy as sa
 
-    import db
+    from riskmonitor.store import db
 
     root, env = checkout
     engine = db.make_engine(env["DATABASE_URL"])
@@ -170,7 +163,11 @@ def test_scoring_before_any_deployment_says_so(checkout):
 
 def test_importing_any_module_has_no_side_effects(checkout):
     root, _ = checkout
-    modules = [m for m in STEP_MODULES if (root / f"{m}.py").exists()]
+    commands = sorted(path.stem for path in root.glob("*.py"))
+    library = sorted(".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+                     for path in (root / "riskmonitor").rglob("*.py"))
+    assert {"fullprocess", "app", "riskmonitor", "riskmonitor.pipeline.tick", "riskmonitor.web.app"} <= {*commands, *library}
+    modules = commands + library
     before = sorted(p.name for p in root.iterdir())
     code = f"import sys; import {', '.join(modules)}; print(sorted(set(sys.modules) & set({HEAVY!r})))"
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=checkout[1], capture_output=True, text=True)
@@ -223,7 +220,7 @@ MILESTONES = {
 def _running_runs(engine):
     import sqlalchemy as sa
 
-    import db
+    from riskmonitor.store import db
 
     with engine.connect() as conn:
         return conn.execute(sa.select(db.runs.c.hex).where(db.runs.c.status == "running")).all()
@@ -235,8 +232,7 @@ def test_a_tick_killed_at_any_moment_loses_nothing(checkout, milestone):
     import sqlalchemy as sa
 
     import datagen
-    import db
-    import storage
+    from riskmonitor.store import db, storage
 
     root, env = checkout
     run(checkout, str(root / "fullprocess.py"))
@@ -278,7 +274,7 @@ def broken_database(request, tmp_path):
     database, or a PostgreSQL server that is not there (nothing listens on port 1)."""
     if request.param == "unreachable postgresql":
         return "postgresql://postgres@127.0.0.1:1/riskassessment", "Connection refused"
-    import db
+    from riskmonitor.store import db
 
     engine = db.make_engine(f"sqlite:///{tmp_path / 'real.db'}")
     db.ensure_schema(engine)
@@ -319,9 +315,9 @@ def add_blanks(root):
 
 def what_it_shows(root, database_url):
     """/summarystats, /diagnostics' missing data, the dashboard's empty sections and every timing recorded."""
-    import db
-    from app import create_app
-    from config import load_config
+    from riskmonitor.config import load_config
+    from riskmonitor.store import db
+    from riskmonitor.web.app import create_app
 
     app = create_app(load_config(root, database_url=database_url))
     client = app.test_client()
@@ -339,7 +335,7 @@ def test_steps_run_by_hand_leave_what_a_tick_leaves(tmp_path, database_url):
     import pandas as pd
     import sqlalchemy as sa
 
-    import db
+    from riskmonitor.store import db
 
     env = script_env(database_url)
     hand = copy_project(tmp_path / "hand")
@@ -369,7 +365,7 @@ def test_steps_run_by_hand_leave_what_a_tick_leaves(tmp_path, database_url):
 def our_tables(database_url) -> set[str]:
     import sqlalchemy as sa
 
-    import db
+    from riskmonitor.store import db
 
     engine = db.make_engine(database_url)
     try:
@@ -379,7 +375,7 @@ def our_tables(database_url) -> set[str]:
 
 
 def test_dbsetup_creates_the_tables_and_can_run_again(checkout):
-    import db
+    from riskmonitor.store import db
 
     root, env = checkout
     for _ in range(2):
@@ -397,7 +393,7 @@ def drop_tables_answering(checkout, answer: str | None, *args):
 
 
 def test_drop_tables_asks_and_drops_only_on_yes(checkout):
-    import db
+    from riskmonitor.store import db
 
     root, env = checkout
     run(checkout, str(root / "ingestion.py"))  # tables with rows in them

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import datagen
-import serving
-from training import train_model
+from riskmonitor.models import serving
+from riskmonitor.models.training import train_model
 
 
 def with_missing(frame, features, seed):

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import storage
-from config import Config
+from riskmonitor.config import Config
+from riskmonitor.store import storage
 
 log = logging.getLogger(__name__)
 REBUILD = "python ingestion.py --rebuild"
@@ -71,7 +71,7 @@ def _arrow_dataset(path: Path, config: Config, since: int = 0):
     """(the data set read by pyarrow or None, its bytes or None when the file is absent)."""
     import io
 
-    from validation import arrow_table
+    from riskmonitor.data.validation import arrow_table
 
     if not path.exists():
         return None, None
@@ -126,7 +126,7 @@ def split_hash(rows, config: Config, floats=None):
     """The 64-bit hash of each row that chooses its side: pandas' hash_pandas_object (index=False) of the
     data-set columns with features as floats, ids as text (missing apart from any text), the label as
     read. `floats`: _float_hashes(rows), when they were computed already."""
-    import rowhash
+    from riskmonitor.data import rowhash
 
     table = as_table(rows, config)
     floats = floats or _float_hashes(table, config)
@@ -139,7 +139,7 @@ def _float_hashes(table, config: Config) -> dict:
     """{column: hash of its values as float64 (pd.util.hash_array)} of every column but the ids."""
     import pyarrow as pa
 
-    import rowhash
+    from riskmonitor.data import rowhash
 
     return {c: rowhash.numbers(rowhash.to_numpy(table.column(c).cast(pa.float64())))
             for c in config.columns if c not in config.id_columns}
@@ -198,7 +198,7 @@ def row_hashes(rows, config: Config):
     when their hashes are (ids as text, a missing id apart from any text; numbers as floats)."""
     import numpy as np
 
-    import rowhash
+    from riskmonitor.data import rowhash
 
     def pair(part):
         floats = _float_hashes(part, config)
@@ -230,7 +230,7 @@ def new_rows(tables: list, stored, config: Config):
     import numpy as np
     import pyarrow as pa
 
-    import rowhash
+    from riskmonitor.data import rowhash
 
     tables = [as_table(t, config) for t in tables]
     new = pa.concat_tables(tables, promote_options="permissive") if tables else empty_table(config)  # int, float: float
@@ -307,7 +307,7 @@ def hash_chunks(config: Config, rows: int = HASH_CHUNK_ROWS):
 def append(config: Config, index: dict, added, hashes, run_hex: str = "") -> dict:
     """Append rows (a pyarrow Table, as new_rows gives them) to both data sets in place (each row on its
     hashed side) and their hashes beside them; return the index that describes them now."""
-    import rowhash
+    from riskmonitor.data import rowhash
 
     if run_hex:  # written first: if this run never commits, the next ingestion cuts what follows
         journal = {"hex": run_hex, **{f"{k}_bytes": v for k, v in _sizes(config).items()}}
@@ -398,7 +398,7 @@ def column_stats(table, config: Config, rows=None) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    import rowhash
+    from riskmonitor.data import rowhash
 
     take = (lambda values: values) if rows is None else (lambda values: values[rows])
     stats = {"rows": len(table) if rows is None else int(rows.sum()), "missing": {}, "features": {}}

@@ -3,20 +3,17 @@
 Bad files are quarantined: recorded with the reason, never moved, changed or deleted.
 """
 
-import argparse
 import logging
 import os
 import stat
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datafiles
-import db
-import storage
-from config import Config, exit_now, run_script
-from datafiles import History, held_out, merge_rows, read_dataset  # noqa: F401 - the steps read the data sets here
-from validation import InvalidData, excerpt, labelled_rows
+from riskmonitor.config import Config
+from riskmonitor.data import datafiles
+from riskmonitor.data.datafiles import History
+from riskmonitor.data.validation import InvalidData, excerpt, labelled_rows
+from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
 SUMMARY_FILES = 20  # quarantined files named in a run's message; the dashboard lists them all
@@ -188,39 +185,3 @@ def rebuild(config: Config, engine) -> str:
     rows = index["rows"]
     text = f"rebuilt from {len(used)} file(s): {len(added)} row(s) ({rows['finaldata']} training, {rows['testdata']} held out)"
     return text + (f"; {len(lost)} ingested file(s) no longer in the input folder: their rows are lost" if lost else "")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Ingest the new files of the input folder alone, as a run of its own (or --rebuild the data sets)."""
-    from config import load_config, setup_logging
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--rebuild", action="store_true",
-                        help="rebuild finaldata.csv and testdata.csv from the ingested files still in the input folder")
-    args = parser.parse_args(argv)
-    setup_logging()
-    config = load_config()
-    engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "ingestion.py") as run_hex:
-        if args.rebuild:
-            text = rebuild(config, engine)
-            with engine.begin() as conn:
-                db.finish_run(conn, run_hex, "done", text)
-            print(text)
-            return 0
-        with engine.connect() as conn:
-            new_files = find_new_files(config, *db.known_files(conn))
-            history = History(*db.ingestion_history(conn), run_hex=run_hex)
-        started = time.perf_counter()
-        result = ingest_files(config, new_files, history)
-        seconds = time.perf_counter() - started
-        with engine.begin() as conn:
-            db.record_files(conn, run_hex, result.records)
-            db.record_timing(conn, run_hex, {"ingestion.py": seconds} if new_files else {})
-            db.finish_run(conn, run_hex, "done" if new_files else "no_new_data", summary(result))
-    print(summary(result))
-    return 0
-
-
-if __name__ == "__main__":
-    exit_now(run_script(main))

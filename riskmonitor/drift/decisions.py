@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
-import db
+from riskmonitor.store import db
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,15 @@
-"""Deploy a trained model: the production file is replaced atomically and the database
-flags flip in the caller's transaction, so production is always one complete model."""
+"""The registry of trained models: deploying one (the production file is replaced atomically and the
+database flags flip in the caller's transaction, so production is always one complete model), and
+every model with the periods it was in production."""
 
-import argparse
 import datetime as dt
 import logging
-import sys
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-import db
-import decisions
-import storage
-from config import Config, run_script
+from riskmonitor.config import Config
+from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
 
@@ -120,52 +117,3 @@ def restore_production_file(conn: sa.Connection, config: Config) -> bool:
     log.warning("production model file does not match model %s: restoring it from %s", row.hex, row.path)
     _copy_verified(conn, config, row)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Deploy a trained model: the newest one not in production, or --model HEX (a rollback); --list shows them all."""
-    from config import load_config, setup_logging
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--model", help="hex id of the model to deploy (default: the newest trained)")
-    parser.add_argument("--reason", help="why, recorded with the deployment (default: 'deployed by hand')")
-    parser.add_argument("--list", action="store_true", help="list every recorded model and when it was in production")
-    args = parser.parse_args(argv)
-    setup_logging()
-    config = load_config()
-    engine = db.make_engine(config.database_url)
-    if args.list:
-        db.ensure_schema(engine)
-        with engine.connect() as conn:
-            print(render_models(list_models(conn)))
-        return 0
-    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "deployment.py") as run_hex:
-        with engine.begin() as conn:
-            decision = deploy_by_hand(conn, config, run_hex, args.model, args.reason or "deployed by hand")
-            db.finish_run(conn, run_hex, "deployed", decisions.summary("", decision))
-    _alert_deployed(config, engine, decision)
-    print(f"model {decision.challenger_hex} is now in production at {config.production_model}")
-    return 0
-
-
-def deploy_by_hand(conn: sa.Connection, config: Config, run_hex: str, model_hex: str | None, reason: str | None):
-    """Deploy a model (the newest not in production when model_hex is None) and record the decision."""
-    chosen = db.model_to_deploy(conn, model_hex)
-    if chosen is None:
-        raise LookupError(f"no model {model_hex}" if model_hex else "no trained model to deploy: run training.py first")
-    model = db.get_model(conn, chosen)
-    decision = decisions.hand_decision(run_hex, model, db.production_model(conn), "deployment.py", reason)
-    deploy_model(conn, config, model.hex, run_hex, "deployment.py", reason)
-    decisions.record(conn, decision)
-    return decision
-
-
-def _alert_deployed(config: Config, engine: sa.Engine, decision) -> None:
-    import alerts
-
-    alerts.send(config, engine, decision.hex, "deployed", f"Churn risk monitor: {decision.deploy_reason}: model "
-                f"{decision.challenger_hex} (F1 {decision.challenger_f1:.4f}) is in production", decision)
-
-
-if __name__ == "__main__":
-    sys.exit(run_script(main))

@@ -1,12 +1,11 @@
 """Train the churn model: logistic regression on the scaled features (missing values imputed)."""
 
 import logging
-import sys
 import time
 
-import db
-import storage
-from config import Config, run_script
+from riskmonitor.config import Config
+from riskmonitor.data.datafiles import csv_bytes
+from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
 REFERENCE_ROWS = 100_000  # training rows kept per model as the data-drift reference
@@ -49,8 +48,6 @@ def save_reference(frame, config: Config, model_hex: str, max_rows: int = REFERE
         sample = sample.sample(n=max_rows, random_state=config.random_seed)
     import pyarrow as pa
 
-    from datafiles import csv_bytes
-
     data = csv_bytes(pa.Table.from_pandas(sample, preserve_index=False), header=True)
     path = reference_path(config, model_hex)
     storage.replace_atomically(path, lambda handle: handle.write(data))
@@ -88,35 +85,3 @@ def train_and_save(frame, config: Config, model_hex: str):
     sha = storage.save_model(model, path)
     save_reference(frame, config, model_hex)
     return model, relative_to_project(path, config), sha
-
-
-def main() -> int:
-    """Train on finaldata.csv, save models/model_<hex>.pkl and record it (not deployed)."""
-    import sklearn.linear_model  # noqa: F401 - loaded before the clock starts, as in a tick
-
-    from config import load_config, setup_logging
-    from diagnostics import training_data
-    from ingestion import read_dataset
-    from scoring import confusion, evaluation_data
-
-    setup_logging()
-    config = load_config()
-    engine = db.make_engine(config.database_url)
-    with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "training.py") as run_hex:
-        frame = read_dataset(config.finaldata_csv, config)
-        started = time.perf_counter()
-        model, path, sha = train_and_save(frame, config, run_hex)
-        seconds = time.perf_counter() - started
-        counts = confusion(model, evaluation_data(config), config)
-        score = counts.f1
-        with engine.begin() as conn:  # what a tick records for its training: deploying the model makes it production's
-            record_model(conn, config, run_hex, path, sha, score, len(frame), counts.as_row())
-            db.record_diagnostics(conn, run_hex, training_data(frame, config))
-            db.record_timing(conn, run_hex, {"training.py": seconds})
-            db.finish_run(conn, run_hex, "done", f"trained model {run_hex} on {len(frame)} rows, F1 {score:.4f}")
-    print(f"model {run_hex}: trained on {len(frame)} rows, F1 on test data {score:.4f}, saved to {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_script(main))

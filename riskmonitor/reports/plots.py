@@ -9,7 +9,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-import storage
+from riskmonitor.store import storage
 
 STYLE = {
     "font.size": 11, "axes.titlesize": 13, "axes.titleweight": "bold", "axes.labelsize": 11,

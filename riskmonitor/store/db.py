@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from config import describe_error
-from schema import (  # noqa: F401 - the schema, for callers of db
+from riskmonitor.config import describe_error
+from riskmonitor.store.schema import (  # noqa: F401 - the schema, for callers of db
     COUNTS,
     SCHEMA_REVISION,
     SchemaOutOfDate,

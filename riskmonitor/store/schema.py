@@ -12,6 +12,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from riskmonitor.config import PROJECT_DIR
+
 metadata = sa.MetaData()
 
 
@@ -286,11 +288,9 @@ def lock_migrations(conn: sa.Connection) -> None:
 
 def alembic_config(connection: sa.Connection | None = None):
     """Alembic's configuration for this project's migrations/, whatever the working directory."""
-    from pathlib import Path
-
     from alembic.config import Config
 
-    here = Path(__file__).resolve().parent
+    here = PROJECT_DIR  # alembic.ini and migrations/ sit beside the commands
     config = Config(str(here / "alembic.ini"))
     config.set_main_option("script_location", str(here / "migrations"))
     config.attributes["connection"] = connection

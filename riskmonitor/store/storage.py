@@ -120,7 +120,7 @@ def pipeline_lock(project_dir: Path, wait: bool, engine=None) -> Iterator[bool]:
         if engine is None or engine.dialect.name != "postgresql":
             yield True
             return
-        import db
+        from riskmonitor.store import db
 
         with db.advisory_lock(engine, db.PIPELINE_LOCK, wait) as held:
             yield held

@@ -8,11 +8,11 @@ import threading
 from flask import Blueprint, abort, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 
-import db
-import decisions
-import deployment
-import plots
-from serving import state
+from riskmonitor.drift import decisions
+from riskmonitor.models import registry
+from riskmonitor.reports import plots, report
+from riskmonitor.store import db
+from riskmonitor.web.state import state
 
 bp = Blueprint("dashboard", __name__)
 STATUS_TONES = {"deployed": "good", "no_drift": "good", "done": "neutral", "no_new_data": "neutral",
@@ -46,7 +46,7 @@ def index():
             "outdated": db.latest_run_rows(conn, db.outdated_packages),
             "report": db.artifact_hex(conn, "report"),
             "has_confusion": db.artifact_hex(conn, "confusion") is not None,
-            "models": deployment.list_models(conn),
+            "models": registry.list_models(conn),
         }
     charts = {name: url_for("dashboard.chart", name=name, v=version) for name in plots.chart_files(config.features)}
     if not context["has_confusion"]:
@@ -58,8 +58,6 @@ def index():
 @bp.get("/charts/<name>.png")
 def chart(name: str):
     """One chart as a PNG, drawn from the database and kept per data version (?v= from the page)."""
-    import reporting
-
     if name not in plots.chart_files(state("config").features):
         abort(404, description="no such chart")
     with state("engine").connect() as conn:
@@ -67,7 +65,7 @@ def chart(name: str):
         png = _charts.get((name, version))
         if png is None:
             with _drawing:
-                png = reporting.chart(name, conn)
+                png = report.chart(name, conn)
             if png is None:
                 abort(404, description="no such chart yet: a report computes the confusion matrix")
             if len(_charts) >= CACHED_CHARTS:
@@ -94,7 +92,7 @@ def when(value: dt.datetime | None) -> str:
 
 @bp.app_template_filter("period")
 def period(span) -> str:
-    """'start → end' of a deployment.Period, the end without its date when it is the same day."""
+    """'start → end' of a registry.Period, the end without its date when it is the same day."""
     end = "now" if span.until is None else when(span.until)
     if end[:10] == when(span.deployed_at)[:10]:
         end = end[11:]

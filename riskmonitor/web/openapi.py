@@ -4,8 +4,9 @@ tests/test_openapi.py checks it against the app's routes; tests/fuzz_api.py fuzz
 
 import re
 
-import plots
-from serving import MAX_FILE_NAME
+from riskmonitor.drift import decisions
+from riskmonitor.reports import plots
+from riskmonitor.web.inputs import MAX_FILE_NAME
 
 JSON, CSV, TEXT = "application/json", "text/csv", "text/plain"
 
@@ -43,8 +44,6 @@ def _decision() -> dict:
     import datetime as dt
     import types
     import typing
-
-    import decisions
 
     kinds = {str: "string", bool: "boolean", int: "integer", float: "number", tuple: "array", dt.datetime: "string"}
     properties = {}

@@ -1,0 +1,1 @@
+"""Drift and decisions: the model-drift tests and the gate, data drift per feature, and the decision records."""

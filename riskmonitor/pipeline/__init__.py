@@ -1,0 +1,1 @@
+"""The pipeline: one tick (look, ingest, decide, commit, report) and deployment by hand, composed from the domain."""

@@ -1,0 +1,120 @@
+"""What a tick decides once it has ingested: the model-drift and data-drift verdicts, whether and on
+which window it retrains, and the gate's verdict on the challenger against the champion."""
+
+from riskmonitor.config import Config
+from riskmonitor.data import datafiles
+from riskmonitor.data.stats import training_data
+from riskmonitor.drift import decisions, model_drift
+from riskmonitor.drift.decisions import Challenger, DataDrift, Gate, ModelDrift
+from riskmonitor.models.scoring import Confusion, confusion, evaluation_data, load_production_model
+from riskmonitor.models.training import train_and_save
+from riskmonitor.pipeline.work import Ingested, Stopwatch, Work
+from riskmonitor.store import db
+
+
+def decide(config: Config, engine, run_hex: str, production, ingested: Ingested, rows: dict, force: bool,
+            clock: Stopwatch) -> Work:
+    """The drift verdicts, and the challenger and the gate's decision when the tick retrains."""
+    drift = batch = challenger = gate = None
+    if production is not None and not ingested.new_data.empty:
+        with clock("drift_check"):
+            drift, batch = _check_drift(config, engine, production, ingested.new_data)
+    data_drift = _data_drift(config, rows)
+    reason = _retrain_reason(config, production, drift, data_drift, force)
+    if reason is not None:  # only a retrain reads the history: it trains on it, and describes it exactly
+        final = datafiles.read_dataset(config.finaldata_csv, config)
+        rows = {**rows, **training_data(final, config)}
+        window = _retrain_window(config, production, drift, data_drift, ingested.new_data)
+        model, challenger = _train(config, run_hex, final, reason, window, clock)
+        with clock("evaluation"):
+            gate = _evaluate(config, engine, production, model, window, after_drift=bool(drift and drift.drifted))
+    champion = production.hex if production is not None else None
+    decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion)
+    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision, batch)
+
+
+def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:
+    """The data-drift verdict of the diagnostics' rows (PSI, or KS D beyond its noise); None when not measured."""
+    measured = rows.get("data_drift", [])
+    if not measured:
+        return None
+    drifted = tuple(r["feature"] for r in measured if r["drifted"])
+    return DataDrift(drifted=bool(drifted), features=drifted, threshold=config.psi_threshold)
+
+
+def _check_drift(config: Config, engine, production, new_data):
+    """Score the production model on the new rows and apply the configured drift test to them and to its
+    earlier batches since deployment: (ModelDrift, this batch's scoring.Confusion)."""
+    with engine.connect() as conn:
+        earlier = [Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in db.batches_since_deployment(conn, production.hex)]
+        _, model = load_production_model(conn, config)
+    batch = confusion(model, new_data, config)
+    has_counts = production.tp is not None  # a model recorded before counts were kept has only its F1
+    reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if has_counts else None
+    verdict = model_drift.detect_model_drift([*earlier, batch], production.f1_score, reference, config)
+    drift = ModelDrift(test=verdict.test, new_f1=verdict.f1, new_rows=verdict.rows, reference_f1=verdict.reference_f1,
+                       reference_rows=reference.rows if reference else None, threshold=verdict.threshold,
+                       drifted=verdict.drifted, rule=verdict.rule, std_error=verdict.std_error)
+    return drift, batch
+
+
+def _retrain_reason(config: Config, production, drift: ModelDrift | None, data: DataDrift | None,
+                    force: bool) -> str | None:
+    """Why the tick trains a challenger; None when it does not."""
+    if production is None:
+        return "no model in production yet"
+    if drift is not None and drift.drifted:
+        return "model drift"
+    if data is not None and data.drifted and config.data_drift_retrains:
+        return "data drift"
+    return "forced (--force)" if force else None
+
+
+def _retrain_window(config: Config, production, drift: ModelDrift | None, data: DataDrift | None,
+                    new_data) -> int | None:
+    """How many of the latest new rows showed the drift (None: no drift, learn all of history): the rows
+    the drift test pooled, or this tick's rows for data drift alone. The challenger learns the training
+    part of at least retrain_window_min_rows of them; the gate judges on the held-out part of the window
+    alone: the new regime, not a mix."""
+    if production is None:
+        return None  # the first model: all of history
+    if drift is not None and drift.drifted:
+        return drift.new_rows
+    return len(new_data) if data is not None and data.drifted else None  # --force on unchanged data: all of history
+
+
+def _train(config: Config, run_hex: str, final, reason: str, window: int | None, clock: Stopwatch):
+    """Train on the latest rows of the window (all ingested data without one) and save the model file:
+    (model, Challenger)."""
+    import sklearn.linear_model  # noqa: F401 - loaded before the clock starts: import time is not training time
+
+    learned = None if window is None else max(window, config.retrain_window_min_rows)
+    first_row = 0 if learned is None else max(0, len(final) - round(learned * (1 - config.test_fraction)))
+    with clock("training"):
+        model, path, sha = train_and_save(final.iloc[first_row:], config, run_hex)
+    return model, Challenger(run_hex, path, sha, len(final) - first_row, reason, first_row)
+
+
+def _evaluate(config: Config, engine, production, model, window: int | None, after_drift: bool) -> Gate:
+    """The gate: challenger against champion on held-out rows of the window (recent rows neither trained on),
+    paired (model_drift.gate): non-inferiority after a drift verdict, superiority without one."""
+    held_out = evaluation_data(config)
+    if window is not None:
+        held_out = held_out.tail(max(1, round(window * config.test_fraction)))
+    new = confusion(model, held_out, config)
+    if production is None:
+        return Gate(new.f1, None, new.rows, rule="first model", deploy=True, challenger_counts=new,
+                    reason="no model in production: the first model is deployed")
+    needed = round(config.retrain_window_min_rows * config.test_fraction)
+    if window is not None and len(held_out) < needed:  # no gate yet: the drift evidence keeps accumulating
+        return Gate(new.f1, None, new.rows, rule="too few recent held-out rows", deploy=False, challenger_counts=new,
+                    reason=f"kept: {len(held_out)} held-out rows of the latest {window} new rows are too few to "
+                           f"judge the challenger on the new regime (at least {needed})")
+    with engine.connect() as conn:
+        _, old_model = load_production_model(conn, config)
+    verdict = model_drift.gate(model, old_model, held_out, config, after_drift)
+    rule = "non-inferiority" if after_drift else "superiority"  # the full wording is in the reason
+    return Gate(verdict.new.f1, verdict.old.f1, verdict.new.rows, rule=rule, deploy=verdict.deploy,
+                reason=verdict.describe(), margin=-verdict.bar, difference=verdict.difference,
+                interval_low=verdict.lower, challenger_counts=verdict.new, champion_counts=verdict.old)
+
