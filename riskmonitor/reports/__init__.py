@@ -1,0 +1,1 @@
+"""What an operator reads: diagnostics, the charts, and the PDF report of a tick."""
