@@ -9,9 +9,7 @@ import json
 import logging
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import sqlalchemy as sa
 
@@ -75,6 +73,9 @@ def _deliver(url: str, body: bytes, attempts: list[dict]) -> None:
 
 def _post(url: str, body: bytes) -> tuple[int | None, str | None]:
     """(HTTP status, None) on a 2xx answer, else (status or None, why it failed)."""
+    import urllib.error  # the HTTP client (20 ms) only when an alert goes out: a quiet tick never loads it
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 - http(s) only (webhook_host)
                                      headers={"Content-Type": "application/json", "User-Agent": "risk-monitor-alerts"})
     try:

@@ -1,21 +1,21 @@
 """One tick of the pipeline (fullprocess.py): look for new files, ingest them, decide (riskmonitor.pipeline.decide),
 record everything under the tick's run id in one transaction, deploy, then report and alert.
+
+What only a tick with new data needs (deciding, diagnostics, the report, alerts) is imported where it is
+used: a tick with nothing to do loads the store, the data sets and the registry alone.
 """
 
 import logging
 from contextlib import contextmanager
 from dataclasses import replace
 
-from riskmonitor import alerts
 from riskmonitor.config import Config, describe_error
 from riskmonitor.data import datafiles, ingest
 from riskmonitor.drift import decisions
 from riskmonitor.drift.decisions import Decision
 from riskmonitor.models import registry
 from riskmonitor.models.training import model_path, record_model, reference_path
-from riskmonitor.pipeline.decide import decide
 from riskmonitor.pipeline.work import Found, Ingested, Stopwatch, TickResult, Work
-from riskmonitor.reports import diagnostics, report
 from riskmonitor.store import db
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock
         ingested = replace(ingested, index=datafiles.prepare(config, found.history))
     with clock("diagnostics"):
         rows = _diagnose(config, engine, found.production, ingested)
+    from riskmonitor.pipeline.decide import decide
+
     return decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
 
 
@@ -127,6 +129,8 @@ def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwa
 
 def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:
     """Statistics of the merged data, and data drift of the new rows against production's training data."""
+    from riskmonitor.reports import diagnostics
+
     return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.index,
                                         production.hex if production else None, engine)
 
@@ -159,6 +163,8 @@ def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
 
 def _report(config: Config, engine, run_hex: str) -> str:
     """Plots and the PDF of a committed tick; '' or why they failed (what the tick did stays recorded)."""
+    from riskmonitor.reports import report
+
     try:
         report.write_report(config, engine, run_hex)
         return ""
@@ -184,4 +190,6 @@ def _announce(config: Config, engine, work: Work) -> None:
 
 def _alert(config: Config, engine, run_hex: str | None, event: str, text: str, decision: Decision | None = None) -> None:
     """Tell a person (alerts.py: bounded, never raises for the webhook's sake)."""
+    from riskmonitor import alerts
+
     alerts.send(config, engine, run_hex, event, f"Churn risk monitor: {text}", decision)
