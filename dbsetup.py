@@ -11,7 +11,7 @@ drift references, report PDFs) into the database, where the API reads them.
 import argparse
 import sys
 
-from riskmonitor.config import load_config, run_script, setup_logging
+from riskmonitor.config import load_config, run_script
 from riskmonitor.data import exports
 from riskmonitor.store import db
 from riskmonitor.store.upgrade import copy_earlier_artifacts
@@ -24,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="load the data sets of a file-based release (ingesteddata/finaldata.csv, "
                              "testdata/testdata.csv) into the database: run it on the host that holds them")
     args = parser.parse_args(argv)
-    setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
     where = engine.url.render_as_string(hide_password=True)

@@ -42,6 +42,18 @@ def update(config: Config, engine: sa.Engine, rewrite: bool = False) -> dict[str
     return written
 
 
+def catch_up(config: Config, engine: sa.Engine) -> None:
+    """update() after a commit: a failure is logged and leaves the commit as it is (the next run, or
+    `ingestion.py --export`, brings the exports up to date)."""
+    try:
+        written = update(config, engine)
+    except (OSError, sa.exc.DBAPIError) as exc:  # what was committed stands; the exports are only copies
+        log.error("the exports were not brought up to date: %s: %s", type(exc).__name__, exc)
+        return
+    if any(written.values()):
+        log.info("exports brought up to date: %s", ", ".join(f"{name} +{n}" for name, n in written.items()))
+
+
 def _update(config: Config, engine: sa.Engine, path: Path, held_out: bool, rewrite: bool) -> int:
     """Append what the database stored since the export's mark, or rewrite it; the rows written."""
     with engine.connect() as conn:

@@ -8,8 +8,6 @@ used: a tick with nothing to do loads the store, the data sets and the registry 
 import logging
 from contextlib import contextmanager
 
-import sqlalchemy as sa
-
 from riskmonitor.config import Config, describe_error
 from riskmonitor.data import datasets, exports, ingest, rows
 from riskmonitor.drift import decisions
@@ -46,7 +44,7 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
         raise
     log.info("tick %s: %s (%s)", work.hex, work.status, work.summary or "no new files")
     with clock("export"):
-        _export(config, engine)
+        exports.catch_up(config, engine)
     _announce(config, engine, work)
     report_hex = work.hex if work.status in db.WORK_STATUSES else found.unreported
     report_error = ""
@@ -161,17 +159,6 @@ def _commit(config: Config, engine, work: Work, read: datasets.State, stages: di
         if work.status == "deployed":  # the production file is replaced first, the flags flip in this transaction
             registry.deploy_model(conn, config, work.challenger.hex, work.hex, "fullprocess.py", work.summary)
         db.finish_run(conn, work.hex, work.status, work.summary)
-
-
-def _export(config: Config, engine) -> None:
-    """Bring this host's finaldata.csv and testdata.csv up to date; a failure leaves the commit as it is."""
-    try:
-        written = exports.update(config, engine)
-    except (OSError, sa.exc.DBAPIError) as exc:  # the exports catch up at the next tick, or ingestion.py --export
-        log.error("the exports were not brought up to date: %s", describe_error(exc))
-        return
-    if any(written.values()):
-        log.info("exports brought up to date: %s", ", ".join(f"{name} +{n}" for name, n in written.items()))
 
 
 def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
