@@ -459,8 +459,8 @@ def main() -> int:
                         help="Python that runs the public implementation (default: --evidently-python)")
     args = parser.parse_args()
     args.reference_python = args.reference_python or args.evidently_python
-    if args.postgres:
-        POSTGRES.append(args.postgres)
+    if args.postgres:  # psycopg2, the project's driver (SQLAlchemy's default for postgresql:// is psycopg 3)
+        POSTGRES.append(args.postgres.replace("postgresql://", "postgresql+psycopg2://", 1))
     print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}", flush=True)
     try:
         for part in args.only:

@@ -11,19 +11,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import copy_code, write_config
+from test_migrations import as_script
 
 import datagen
 from riskmonitor.store import db
 
 NO_LOCK = ("import contextlib, riskmonitor.store.storage as s; "
            "s.pipeline_lock = lambda *a, **k: contextlib.nullcontext(True)")  # the lock lost, or never taken
-
-
-def as_script(prelude: str) -> str:
-    """`python -c` code that runs prelude, then the script argv[1] as `python script` would."""
-    return (f"import os, runpy, sys, time; sys.path.insert(0, os.path.dirname(sys.argv[1])); {prelude}; "
-            "sys.argv = sys.argv[1:]; sys.path[0] = os.path.dirname(sys.argv[0]); "
-            "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def clone(root, files: dict) -> object:

@@ -57,9 +57,11 @@ def environment(url: str) -> dict:
 
 
 def as_script(prelude: str) -> str:
-    """`python -c` code that runs prelude, then the script argv[1] as `python script` would (its folder first on the path)."""
-    return (f"import os, runpy, sys, time; {prelude}; sys.argv = sys.argv[1:]; "
-            "sys.path[0] = os.path.dirname(sys.argv[0]); runpy.run_path(sys.argv[0], run_name='__main__')")
+    """`python -c` code that runs prelude (the script's folder on the path, to patch its modules), then the
+    script argv[1] as `python script` would (its folder first on the path)."""
+    return (f"import os, runpy, sys, time; sys.path.insert(0, os.path.dirname(sys.argv[1])); {prelude}; "
+            "sys.argv = sys.argv[1:]; sys.path[0] = os.path.dirname(sys.argv[0]); "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def script(root: Path, url: str, name: str, *args, check: bool = True):

@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("line", sa.Text, nullable=False),
         sa.UniqueConstraint("k1", "k2", name="uq_dataset_rows_key"),
     )
-    op.create_index("ix_dataset_rows_side", "dataset_rows", ["held_out", "id"])
     op.create_table(
         "dataset_stats",
         sa.Column("name", sa.String(255), primary_key=True),
@@ -55,5 +54,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("dataset_state")
     op.drop_table("dataset_stats")
-    op.drop_index("ix_dataset_rows_side", table_name="dataset_rows")
     op.drop_table("dataset_rows")

@@ -222,14 +222,25 @@ def frame(conn: sa.Connection, config: Config, held_out: bool, pending: NewRows 
 
 def read_lines(conn: sa.Connection, held_out: bool, after_id: int = 0, first: int = 0) -> tuple[bytes, int, int]:
     """(the lines of one side stored after row id `after_id`, from the `first`-th on, each ended by a
-    newline; the id of the last, or after_id; how many)."""
-    d = db.dataset_rows
-    query = (sa.select(d.c.id, d.c.line).where(d.c.held_out == held_out, d.c.id > after_id).order_by(d.c.id)
-             .offset(first or None))
+    newline; the id of the last, or after_id; how many): on the driver's cursor, which reads a
+    million lines in a fraction of the time SQLAlchemy's rows take."""
+    sql = ("SELECT id, line FROM dataset_rows WHERE held_out = %(side)s AND id > %(after)s ORDER BY id "
+           "LIMIT -1 OFFSET %(first)s")
+    if conn.dialect.name == "postgresql":
+        sql = sql.replace("LIMIT -1 ", "")
+        cursor = conn.connection.driver_connection.cursor(name=f"lines_{id(conn)}")  # a server-side cursor
+        cursor.itersize = FETCH_ROWS
+    else:
+        sql = sql.replace("%(side)s", ":side").replace("%(after)s", ":after").replace("%(first)s", ":first")
+        cursor = conn.connection.driver_connection.cursor()
     chunks, last, count = [], after_id, 0
-    for part in conn.execution_options(yield_per=FETCH_ROWS).execute(query).partitions():
-        last, count = part[-1][0], count + len(part)
-        chunks.append("\n".join([line for _, line in part] + [""]).encode())
+    try:
+        cursor.execute(sql, {"side": held_out, "after": after_id, "first": first})
+        while part := cursor.fetchmany(FETCH_ROWS):
+            last, count = part[-1][0], count + len(part)
+            chunks.append("\n".join([line for _, line in part] + [""]).encode())
+    finally:
+        cursor.close()
     return b"".join(chunks), last, count
 
 

@@ -235,8 +235,7 @@ dataset_rows = sa.Table(
     sa.Column("hex", sa.String(32), nullable=False),  # the run that stored it
     sa.Column("line", sa.Text, nullable=False),
     sa.UniqueConstraint("k1", "k2", name="uq_dataset_rows_key"),
-    sa.Index("ix_dataset_rows_side", "held_out", "id"),
-)
+)  # no index on the side: a side is read by id ranges, the primary key (each index costs every insert)
 
 # Running statistics of the training rows (finaldata), one row per data-set column, brought up to date
 # in the transaction that stores rows: a tick that does not train reads none of the history.
@@ -263,10 +262,20 @@ dataset_state = sa.Table(
     sa.Column("imported_at", UTCDateTime),
 )
 
+SQLITE_CACHE_KIB = 131_072  # SQLite's page cache (grown only as pages are read): a million random keys go into
+# dataset_rows' unique index twice as fast as with the default 2 MiB
+
+
 def make_engine(url: str) -> sa.Engine:
     """One engine per process; SQLite waits for a busy writer instead of failing."""
     if url.startswith("sqlite"):
-        return sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _cache(dbapi_connection, record):
+            dbapi_connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+
+        return engine
     return sa.create_engine(url, pool_pre_ping=True)
 
 
