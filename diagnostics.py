@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from riskmonitor.config import Config, load_config, run_script, setup_logging
-from riskmonitor.data.datafiles import read_dataset
+from riskmonitor.data import datasets
 from riskmonitor.data.stats import dataframe_summary, missing_data
 from riskmonitor.reports.diagnostics import execution_time, model_predictions, refresh_outdated
 from riskmonitor.store import db
@@ -37,14 +37,16 @@ def _show_predictions(config: Config, engine) -> None:
 
 
 def _show_statistics(config: Config, engine) -> None:
-    final = read_dataset(config.finaldata_csv, config)
-    _print_table(f"feature statistics of finaldata.csv ({len(final)} rows)", ["feature", "mean", "median", "std"],
+    with engine.connect() as conn:
+        final = datasets.frame(conn, config, False)
+    _print_table(f"feature statistics of the training rows ({len(final)} rows)", ["feature", "mean", "median", "std"],
                  [list(r.values()) for r in dataframe_summary(final, config)])
 
 
 def _show_missing(config: Config, engine) -> None:
-    final = read_dataset(config.finaldata_csv, config)
-    _print_table(f"missing data in finaldata.csv ({len(final)} rows)", ["column", "fraction missing"],
+    with engine.connect() as conn:
+        final = datasets.frame(conn, config, False)
+    _print_table(f"missing data in the training rows ({len(final)} rows)", ["column", "fraction missing"],
                  [list(r.values()) for r in missing_data(final, config)])
 
 

@@ -19,7 +19,7 @@ def main() -> int:
     config = load_config()
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "scoring.py") as run_hex:
-        frame = evaluation_data(config)
+        frame = evaluation_data(config, engine)
         with engine.begin() as conn:
             row, model = load_production_model(conn, config)
             counts = confusion(model, frame, config)

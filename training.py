@@ -1,4 +1,4 @@
-"""Train the churn model on finaldata.csv and record it (not deployed): logistic regression on the
+"""Train the churn model on the training rows (finaldata) and record it (not deployed): logistic regression on the
 scaled features, missing values imputed.
 
     python training.py
@@ -10,7 +10,7 @@ import sys
 import time
 
 from riskmonitor.config import load_config, run_script, setup_logging
-from riskmonitor.data.datafiles import read_dataset
+from riskmonitor.data import datasets
 from riskmonitor.data.stats import training_data
 from riskmonitor.models.scoring import confusion, evaluation_data
 from riskmonitor.models.training import record_model, train_and_save, train_model
@@ -20,18 +20,19 @@ __all__ = ["main", "train_model"]
 
 
 def main() -> int:
-    """Train on finaldata.csv, save models/model_<hex>.pkl and record it (not deployed)."""
+    """Train on the training rows, save models/model_<hex>.pkl and record it (not deployed)."""
     import sklearn.linear_model  # noqa: F401 - loaded before the clock starts, as in a tick
 
     setup_logging()
     config = load_config()
     engine = db.make_engine(config.database_url)
     with storage.pipeline_lock(config.project_dir, wait=True, engine=engine), db.recorded_run(engine, "training.py") as run_hex:
-        frame = read_dataset(config.finaldata_csv, config)
+        with engine.connect() as conn:
+            frame = datasets.frame(conn, config, False)
         started = time.perf_counter()
         model, path, sha = train_and_save(frame, config, run_hex)
         seconds = time.perf_counter() - started
-        counts = confusion(model, evaluation_data(config), config)
+        counts = confusion(model, evaluation_data(config, engine), config)
         score = counts.f1
         with engine.begin() as conn:  # what a tick records for its training: deploying the model makes it production's
             record_model(conn, config, run_hex, path, sha, score, len(frame), counts.as_row())

@@ -49,8 +49,9 @@ def copy_project(where: Path, with_samples: bool = True) -> Path:
     for path in [*PROJECT_DIR.glob("*.py"), PROJECT_DIR / "config.json", PROJECT_DIR / "requirements.txt",
                  PROJECT_DIR / "alembic.ini"]:
         shutil.copy(path, root / path.name)
-    for folder in ("riskmonitor", "migrations"):
-        shutil.copytree(PROJECT_DIR / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("riskmonitor", "migrations"):  # an earlier release has no riskmonitor/
+        if (PROJECT_DIR / folder).is_dir():
+            shutil.copytree(PROJECT_DIR / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     if with_samples:
         shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
     else:

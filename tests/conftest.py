@@ -138,3 +138,28 @@ def copy_code(root: Path) -> Path:
     for folder in CODE_FOLDERS:
         shutil.copytree(PROJECT_DIR / folder, root / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     return root
+
+
+def store_rows(config, frame, engine=None):
+    """Store rows in a project's data sets, as a run of ingestion.py would (in a transaction of their own,
+    the exports brought up to date after it); the NewRows stored."""
+    from riskmonitor.data import datasets, exports
+
+    engine = engine or db.make_engine(config.database_url)
+    db.ensure_schema(engine)
+    with engine.connect() as conn:
+        read = datasets.state(conn)
+        new = datasets.new_rows(conn, [frame], config)
+    with engine.begin() as conn:
+        datasets.commit(conn, config, new, "0" * 16, read)
+    exports.update(config, engine)
+    return new
+
+
+def stored_frames(config, engine=None):
+    """(training rows, held-out rows) of a project's data sets, as DataFrames read from the database."""
+    from riskmonitor.data import datasets
+
+    engine = engine or db.make_engine(config.database_url)
+    with engine.connect() as conn:
+        return datasets.frame(conn, config, False), datasets.frame(conn, config, True)

@@ -11,10 +11,9 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import add_csv
+from conftest import add_csv, stored_frames
 
 from riskmonitor.config import PROJECT_DIR
-from riskmonitor.data.datafiles import read_dataset
 from riskmonitor.models.registry import deploy_model
 from riskmonitor.models.training import model_path, record_model, relative_to_project, train_model
 from riskmonitor.pipeline.tick import run_tick
@@ -88,7 +87,7 @@ def running_server(command: list[str], port: int, cwd: Path, env: dict, log_path
 
 def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     """Train a clearly different model (labels inverted) and deploy it, as deployment.py would."""
-    frame = read_dataset(project.finaldata_csv, project)
+    frame, _ = stored_frames(project, engine)
     frame[project.label] = 1 - frame[project.label]
     path = model_path(project, hex_id)
     sha = storage.save_model(train_model(frame, project), path)

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import OUTDATED, add_csv
+from conftest import OUTDATED, add_csv, stored_frames
 
 import datagen
 import diagnostics as diagnostics_command
-from riskmonitor.data.datafiles import read_dataset
 from riskmonitor.drift.data_drift import data_drift, ks_critical_value, population_stability_index
 from riskmonitor.models.training import REFERENCE_ROWS, reference_path
 from riskmonitor.pipeline.tick import run_tick
@@ -104,7 +103,7 @@ def with_missing_values(frame, seed):
 
 
 def assert_rows_describe_finaldata(engine, config, hex_id):
-    final = read_dataset(config.finaldata_csv, config)
+    final, _ = stored_frames(config, engine)
     stats = rows_of(engine, db.feature_stats, hex_id)
     assert [s.feature for s in stats] == list(config.features)
     for s in stats:
@@ -165,7 +164,7 @@ def test_a_tick_without_new_data_records_no_diagnostics(project, engine, no_repo
 def test_model_predictions_on_a_frame_and_on_a_csv_file(project, engine, no_reports):
     add_csv(project, "a.csv", 2_000, seed=1)
     run_tick(project, engine)
-    test = read_dataset(project.testdata_csv, project)
+    _, test = stored_frames(project, engine)
     predicted = diagnostics.model_predictions(project, engine)
     assert len(predicted) == len(test)
     assert set(predicted) <= {0, 1}

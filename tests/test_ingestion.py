@@ -2,9 +2,11 @@
 
 import pandas as pd
 import pytest
+from conftest import store_rows, stored_frames
 
 import datagen
-from riskmonitor.data import datafiles, ingest
+from riskmonitor.data import datasets, ingest, rows
+from riskmonitor.store import db
 
 HEADER = b"corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
 
@@ -46,19 +48,20 @@ def test_missing_feature_values_are_kept_for_the_imputer(sqlite_project):
 
 def test_held_out_rows_are_chosen_by_content_and_about_the_configured_share(sqlite_project):
     frame = datagen.generate(20_000, seed=5)
-    held = datafiles.held_out(frame, sqlite_project)
+    held = rows.held_out(frame, sqlite_project)
     assert abs(held.mean() - sqlite_project.test_fraction) < 0.02
     shuffled = frame.sample(frac=1, random_state=1)
-    assert (datafiles.held_out(shuffled, sqlite_project) == held[shuffled.index]).all()
+    assert (rows.held_out(shuffled, sqlite_project) == held[shuffled.index]).all()
 
 
 def test_merge_removes_exact_duplicates_and_never_loses_a_row(sqlite_project):
     first, second = datagen.generate(500, seed=1), datagen.generate(300, seed=2)
-    datafiles.merge_rows(first, sqlite_project)
-    final, test = datafiles.merge_rows(pd.concat([second, first.head(100)], ignore_index=True), sqlite_project)
+    store_rows(sqlite_project, first)
+    store_rows(sqlite_project, pd.concat([second, first.head(100)], ignore_index=True))
+    final, test = stored_frames(sqlite_project)
     final_rows, test_rows = len(final), len(test)
-    merged = pd.concat([datafiles.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
-                        datafiles.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
+    merged = pd.concat([pd.read_csv(sqlite_project.finaldata_csv, dtype={"corporation": str}),
+                        pd.read_csv(sqlite_project.testdata_csv, dtype={"corporation": str})])  # the exports
     expected = pd.concat([first, second]).drop_duplicates()
     assert final_rows + test_rows == len(expected) == len(merged)
     key = list(sqlite_project.columns)
@@ -105,9 +108,8 @@ def test_ids_are_kept_exactly_as_written(sqlite_project):
     frame = table.to_pandas()
     assert frame["corporation"].tolist()[:-1] == ids[:-1]
     assert frame["corporation"].isna().tolist() == [False] * 7 + [True]  # empty stays missing
-    datafiles.merge_rows(frame, sqlite_project)
-    stored = pd.concat([datafiles.read_dataset(sqlite_project.finaldata_csv, sqlite_project),
-                        datafiles.read_dataset(sqlite_project.testdata_csv, sqlite_project)])
+    store_rows(sqlite_project, frame)
+    stored = pd.concat(stored_frames(sqlite_project))
     assert sorted(stored["corporation"].dropna().tolist()) == sorted(ids[:-1])
     assert stored["corporation"].isna().sum() == 1
 
@@ -142,7 +144,10 @@ def test_only_regular_files_are_read(sqlite_project, kind, tmp_path, request):
     (folder / "good.csv").write_bytes(HEADER + b"ab,1,2,3,0\n")
     found = ingest.find_new_files(sqlite_project, set(), {})  # never opens x.csv: a FIFO would block
     assert [f.name for f in found] == ["good.csv", "x.csv"]
-    result = ingest.ingest_files(sqlite_project, found)
+    engine = db.make_engine(sqlite_project.database_url)
+    db.ensure_schema(engine)
+    with engine.connect() as conn:
+        result = ingest.ingest_files(sqlite_project, found, conn)
     records = {r["file"]: r for r in result.records}
     assert records["good.csv"]["status"] == "ingested"
     assert records["x.csv"]["status"] == "quarantined"
@@ -161,36 +166,23 @@ def with_gaps(frame, seed):
     return frame
 
 
-def test_the_running_statistics_are_those_of_finaldata(sqlite_project):
-
+def test_the_running_statistics_are_those_of_the_training_rows(sqlite_project):
     config = sqlite_project
-    for seed in range(4):  # four merges, duplicates among them
-        datafiles.merge_rows(pd.concat([with_gaps(datagen.generate(700, seed=seed), seed),
-                                        datagen.generate(50, seed=0)], ignore_index=True), config)
-    index = datafiles.prepare(config, datafiles.History())
-    final = datafiles.read_dataset(config.finaldata_csv, config)
-    test = datafiles.read_dataset(config.testdata_csv, config)
-    assert index["rows"] == {"finaldata": len(final), "testdata": len(test)}
-    assert len(final) + len(test) == len(datafiles.stored_hashes(config))
+    for seed in range(4):  # four stores, duplicates among them
+        store_rows(config, pd.concat([with_gaps(datagen.generate(700, seed=seed), seed),
+                                      datagen.generate(50, seed=0)], ignore_index=True))
+    engine = db.make_engine(config.database_url)
+    final, test = stored_frames(config, engine)
+    with engine.connect() as conn:
+        state, stats = datasets.state(conn), datasets.stats(conn, config)
+    assert (state.train_rows, state.test_rows) == (len(final), len(test))
+    assert len(final) + len(test) == len(pd.concat([with_gaps(datagen.generate(700, seed=s), s) for s in range(4)]
+                                                   + [datagen.generate(50, seed=0)]).drop_duplicates())
     for feature in config.features:
-        stats = index["stats"]["features"][feature]
-        assert stats["mean"] == pytest.approx(final[feature].mean(), rel=1e-12)
-        assert (stats["m2"] / (stats["n"] - 1)) ** 0.5 == pytest.approx(final[feature].std(), rel=1e-12)
-    assert index["stats"]["missing"] == {c: int(final[c].isna().sum()) for c in config.columns}
-
-
-def test_a_data_set_changed_behind_the_index_has_it_rebuilt(sqlite_project, caplog):
-
-    config = sqlite_project
-    datafiles.merge_rows(datagen.generate(300, seed=1), config)
-    extra = datagen.generate(5, seed=9)
-    extra.to_csv(config.finaldata_csv, mode="a", header=False, index=False)  # by hand, beside the index
-    index = datafiles.prepare(config, datafiles.History())
-    assert "rebuilding it from them" in caplog.text
-    final = datafiles.read_dataset(config.finaldata_csv, config)
-    assert index["rows"]["finaldata"] == len(final)
-    _, test = datafiles.merge_rows(pd.concat([extra, datagen.generate(300, seed=1)]), config)
-    assert len(datafiles.read_dataset(config.finaldata_csv, config)) + len(test) == 305  # nothing added twice
+        f = stats["features"][feature]
+        assert f["mean"] == pytest.approx(final[feature].mean(), rel=1e-12)
+        assert (f["m2"] / (f["n"] - 1)) ** 0.5 == pytest.approx(final[feature].std(), rel=1e-12)
+    assert stats["missing"] == {c: int(final[c].isna().sum()) for c in config.columns}
 
 
 def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_reports, monkeypatch):
@@ -200,24 +192,26 @@ def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_repor
 
     add_csv(project, "first.csv", rows=2_000, seed=1)
     assert run_tick(project, engine).status == "deployed"
-    read = []
-    original = datafiles.read_dataset
-    monkeypatch.setattr(datafiles, "read_dataset", lambda path, config: read.append(path.name) or original(path, config))
+    reads = []
+    original = datasets.read_lines
+    monkeypatch.setattr(datasets, "read_lines", lambda conn, held_out, after_id=0, first=0:
+                        reads.append(after_id) or original(conn, held_out, after_id, first))
     add_csv(project, "second.csv", rows=500, seed=2)
     tick = run_tick(project, engine)
     assert tick.status == "no_drift"
-    assert read == []  # neither finaldata.csv nor testdata.csv
+    assert len(reads) == 2  # the exports, brought up to date
+    assert all(after > 0 for after in reads)  # only what was stored after their marks: none of the history
 
 
-def test_history_searched_in_chunks_finds_every_stored_row(sqlite_project):
-
+def test_new_rows_are_found_among_the_stored_ones(sqlite_project):
     config = sqlite_project
-    datafiles.merge_rows(datagen.generate(1_000, seed=1), config)
+    store_rows(config, datagen.generate(1_000, seed=1))
     again = pd.concat([datagen.generate(1_000, seed=1).sample(300, random_state=2), datagen.generate(200, seed=3)])
-    for rows in (7, 1_000, 10_000):  # chunk sizes below, at and above the history's
-        added, counts, _ = datafiles.new_rows([again], datafiles.hash_chunks(config, rows), config)
-        assert counts == [len(datagen.generate(200, seed=3).drop_duplicates())]
-        assert len(added) == counts[0]
+    engine = db.make_engine(config.database_url)
+    with engine.connect() as conn:
+        new = datasets.new_rows(conn, [again, datagen.generate(1_000, seed=1).head(5)], config)
+    assert new.counts == (len(datagen.generate(200, seed=3).drop_duplicates()), 0)
+    assert len(new.table) == new.counts[0]
 
 
 def test_row_hashes_stay_those_the_data_sets_were_stored_with(sqlite_project):
@@ -231,8 +225,8 @@ def test_row_hashes_stay_those_the_data_sets_were_stored_with(sqlite_project):
                           "number_of_employees": [3, 0, 7, 1], "exited": [0, 1, 1, 0]})
     expected = [[3660811267301654280, 4798959685166718886], [17712886069680227285, 13414134978786358656],
                 [1905278369430167936, 1917018408495155653], [12698292485532035896, 8389041148313275338]]
-    assert datafiles.row_hashes(frame, sqlite_project).tolist() == expected
-    assert datafiles.row_hashes(frame.astype({"corporation": object}), sqlite_project).tolist() == expected
+    assert rows.row_hashes(frame, sqlite_project).tolist() == expected
+    assert rows.row_hashes(frame.astype({"corporation": object}), sqlite_project).tolist() == expected
     # The first hash is pandas' own hash of the row (ids as text, features as floats): the split.
     key = frame.astype({c: "float64" for c in sqlite_project.features})
-    assert datafiles.split_hash(frame, sqlite_project).tolist() == pd.util.hash_pandas_object(key, index=False).tolist()
+    assert rows.split_hash(frame, sqlite_project).tolist() == pd.util.hash_pandas_object(key, index=False).tolist()

@@ -55,10 +55,9 @@ def row_key(corporation, *numbers) -> tuple:
 
 def stored_rows(config) -> list[tuple]:
     import pandas as pd
+    from conftest import stored_frames
 
-    from riskmonitor.data.datafiles import read_dataset
-
-    frame = pd.concat([read_dataset(p, config) for p in (config.finaldata_csv, config.testdata_csv)])
+    frame = pd.concat(stored_frames(config))  # the database's rows
     return [row_key(*row) for row in frame[list(config.columns)].itertuples(index=False)]
 
 

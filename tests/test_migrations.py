@@ -22,6 +22,7 @@ from riskmonitor.store import db
 from riskmonitor.web.app import create_app
 
 FIRST_RELEASE = "f1e7d7f"  # the commit whose create_all made the databases in production before Alembic
+FILE_RELEASE = "d52adb9"  # the last release that kept the data sets in files (ingesteddata/, testdata/)
 
 
 def rows(url: str, tables=None) -> dict[str, list]:
@@ -56,9 +57,11 @@ def environment(url: str) -> dict:
 
 
 def as_script(prelude: str) -> str:
-    """`python -c` code that runs prelude, then the script argv[1] as `python script` would (its folder first on the path)."""
-    return (f"import os, runpy, sys, time; {prelude}; sys.argv = sys.argv[1:]; "
-            "sys.path[0] = os.path.dirname(sys.argv[0]); runpy.run_path(sys.argv[0], run_name='__main__')")
+    """`python -c` code that runs prelude (the script's folder on the path, to patch its modules), then the
+    script argv[1] as `python script` would (its folder first on the path)."""
+    return (f"import os, runpy, sys, time; sys.path.insert(0, os.path.dirname(sys.argv[1])); {prelude}; "
+            "sys.argv = sys.argv[1:]; sys.path[0] = os.path.dirname(sys.argv[0]); "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def script(root: Path, url: str, name: str, *args, check: bool = True):
@@ -76,10 +79,10 @@ def current_code(root: Path) -> Path:
     return root
 
 
-def first_release(root: Path) -> Path:
-    """The first release's own code and sample data, from git."""
-    archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", FIRST_RELEASE], capture_output=True)
-    assert archive.returncode == 0, (f"commit {FIRST_RELEASE} is not in this clone (a shallow clone? "
+def first_release(root: Path, commit: str = FIRST_RELEASE) -> Path:
+    """A release's own code and sample data, from git (by default the first release's)."""
+    archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", commit], capture_output=True)
+    assert archive.returncode == 0, (f"commit {commit} is not in this clone (a shallow clone? "
                                      f"fetch the history): {archive.stderr.decode()}")
     root.mkdir()
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
@@ -127,12 +130,62 @@ def test_the_first_releases_database_upgrades_without_losing_a_row(tmp_path, dat
     assert rows(database_url) == before
     assert "already at revision" in script(root, database_url, "dbsetup.py").stdout
 
+    assert "imported" in script(root, database_url, "dbsetup.py", "--import-datasets").stdout
     datagen.generate(1_000, seed=6).to_csv(root / "sourcedata" / "more.csv", index=False)
     tick = script(root, database_url, "fullprocess.py")
     after = rows(database_url)
     assert {name: table[:len(before[name])] for name, table in after.items()} == before
     assert after["runs"][-1][1] == tick.stdout.split()[0]
     assert after["runs"][-1][5] in db.WORK_STATUSES
+
+
+def exported(path: Path) -> list[tuple]:
+    """The rows of a data-set file, in order, as text."""
+    import pandas as pd
+
+    return [tuple(r) for r in pd.read_csv(path, dtype=str, keep_default_na=False).itertuples(index=False)]
+
+
+def test_a_file_based_release_imports_its_data_sets_each_row_once_on_its_side(tmp_path, database_url):
+    root = first_release(tmp_path / "project", FILE_RELEASE)
+    write_config(root, outdated_timeout_seconds=0)
+    script(root, database_url, "fullprocess.py")  # the sample data: the first model
+    datagen.generate(1_500, seed=5, flip=1.0).to_csv(root / "sourcedata" / "flipped.csv", index=False)
+    script(root, database_url, "fullprocess.py")  # drift: the data sets grow, on disk
+    files = {side: exported(root / folder) for side, folder in ((False, "ingesteddata/finaldata.csv"),
+                                                                (True, "testdata/testdata.csv"))}
+    assert len(files[False]) + len(files[True]) == 9_500
+
+    current_code(root)
+    upgraded = script(root, database_url, "dbsetup.py")
+    assert f"to revision {db.SCHEMA_REVISION}" in upgraded.stdout
+    refused = script(root, database_url, "fullprocess.py", check=False)
+    assert refused.returncode == 1
+    assert "run `python dbsetup.py --import-datasets` on the host that holds ingesteddata/finaldata.csv" \
+        in refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr  # one line, no traceback
+
+    imported = script(root, database_url, "dbsetup.py", "--import-datasets")
+    assert f"imported {len(files[False])} training and {len(files[True])} held-out row(s)" in imported.stdout
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        stored = {side: [line for (line,) in conn.execute(sa.select(db.dataset_rows.c.line)
+                                                            .where(db.dataset_rows.c.held_out == side)
+                                                            .order_by(db.dataset_rows.c.id))]
+                  for side in (False, True)}
+    engine.dispose()
+    for side, lines in stored.items():  # every row on its side, in its order, once
+        assert [tuple(line.split(",")) for line in lines] == files[side]
+    again = script(root, database_url, "dbsetup.py", "--import-datasets")  # idempotent: nothing doubled
+    assert "imported 0 training and 0 held-out row(s)" in again.stdout
+
+    for path in (root / "ingesteddata" / "finaldata.csv", root / "testdata" / "testdata.csv"):
+        path.unlink()  # the database holds them now
+    datagen.generate(1_000, seed=6).to_csv(root / "sourcedata" / "more.csv", index=False)
+    tick = script(root, database_url, "fullprocess.py")
+    assert tick.stdout.split()[1] in db.WORK_STATUSES
+    assert len(exported(root / "ingesteddata" / "finaldata.csv")) + len(exported(root / "testdata" / "testdata.csv")) \
+        == 9_500 + 1_000
 
 
 def behind(url: str) -> None:

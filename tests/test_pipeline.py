@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from conftest import add_csv as generated_csv
 
 import datagen
+from riskmonitor.data import datasets
 from riskmonitor.pipeline.tick import run_tick
 from riskmonitor.store import db, storage
 
@@ -53,7 +54,6 @@ def test_every_valid_row_is_kept_once(project, engine):
     a = add_csv(project, "a.csv", rows=800, seed=1)
     run_tick(project, engine)
     # A file that repeats half of a.csv and adds new rows: only the new rows are added.
-    import pandas as pd
 
     old, new = pd.read_csv(a), datagen.generate(400, seed=7)
     pd.concat([old.head(400), new]).to_csv(project.input_folder_path / "c.csv", index=False)
@@ -160,7 +160,6 @@ def test_a_file_name_with_quotes_and_sql_is_just_a_name(project, engine):
 
 def test_a_failed_tick_records_why_and_the_next_tick_redoes_the_work(project, engine):
     add_csv(project, "one_class.csv", rows=50, seed=1)
-    import pandas as pd
 
     path = project.input_folder_path / "one_class.csv"
     pd.read_csv(path).assign(exited=0).to_csv(path, index=False)
@@ -286,7 +285,6 @@ def test_a_tick_over_its_time_limit_fails(project, engine, monkeypatch):
 
 
 def test_trailing_commas_quarantine_the_file(project, engine):
-    import pandas as pd
 
     path = add_csv(project, "good.csv", seed=1)
     frame = pd.read_csv(path).assign(extra=7)
@@ -301,7 +299,6 @@ def test_trailing_commas_quarantine_the_file(project, engine):
 
 
 def test_ids_reach_the_data_sets_exactly_as_written(project, engine):
-    import pandas as pd
 
     path = add_csv(project, "a.csv", seed=1)
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -313,33 +310,34 @@ def test_ids_reach_the_data_sets_exactly_as_written(project, engine):
     assert {"00012", "NA", "null", "None", "N/A", "0"} <= set(stored["corporation"])
 
 
-def test_lost_history_fails_the_tick_and_the_rebuild_restores_it(project, engine):
-    import pandas as pd
+def test_deleting_the_exports_loses_nothing(project, engine):
 
-    from riskmonitor.data import ingest
+    def exported():
+        return [pd.read_csv(p, dtype=str, keep_default_na=False).sort_values("corporation").to_numpy().tolist()
+                for p in (project.finaldata_csv, project.testdata_csv)]
 
     add_csv(project, "a.csv", rows=1500, seed=1)
     add_csv(project, "b.csv", rows=1500, seed=2)
     run_tick(project, engine)
-    before = [pd.read_csv(p, dtype=str) for p in (project.finaldata_csv, project.testdata_csv)]
-    project.finaldata_csv.unlink()
-    with pytest.raises(RuntimeError, match="ingesteddata/finaldata.csv is missing"):
-        run_tick(project, engine)  # no new data: still noticed
+    before = exported()
+    assert sum(map(len, before)) == 3000
+    project.finaldata_csv.unlink()  # the export alone: its mark stays, and no longer matches
+    for path in project.testdata_csv.parent.iterdir():  # testdata.csv and its mark
+        path.unlink()
+    assert run_tick(project, engine).status == "no_new_data"  # no new data: the exports are rewritten anyway
+    assert exported() == before
+    with open(project.testdata_csv, "a") as handle:  # changed by hand: rewritten from the database
+        handle.write("zz,1,2,3,0\n")
     add_csv(project, "c.csv", seed=3)
-    with pytest.raises(RuntimeError, match="ingestion.py --rebuild"):
-        run_tick(project, engine)  # never trains on this tick's rows alone
-    assert "python ingestion.py --rebuild" in table(engine, db.runs)[-1].message
-    assert ingest.rebuild(project, engine).startswith("rebuilt from 2 file(s): 3000 row(s)")
-    after = [pd.read_csv(p, dtype=str) for p in (project.finaldata_csv, project.testdata_csv)]
-    pd.read_csv(project.testdata_csv).head(10).to_csv(project.testdata_csv, index=False)  # shorter
-    with pytest.raises(RuntimeError, match="fewer than the 3000 the database records"):
-        run_tick(project, engine)
-    ingest.rebuild(project, engine)
-    for old, new in zip(before, after, strict=True):  # the hash split keeps every row on its side
-        assert old.sort_values(list(old.columns)).to_numpy().tolist() == new.sort_values(list(new.columns)).to_numpy().tolist()
     tick = run_tick(project, engine)
-    assert tick.status in db.WORK_STATUSES
     assert tick.summary.startswith("1 file(s) ingested, 1500 new row(s)")
+    after = exported()
+    assert sum(map(len, after)) == 4500
+    assert ["zz", "1", "2", "3", "0"] not in after[1]
+    final, test = (pd.read_csv(p) for p in (project.finaldata_csv, project.testdata_csv))
+    with engine.connect() as conn:  # the exports hold what the database holds, side by side
+        state = datasets.state(conn)
+    assert (len(final), len(test)) == (state.train_rows, state.test_rows)
 
 
 def test_a_copy_with_other_line_endings_adds_no_rows(project, engine):
@@ -365,8 +363,7 @@ def test_a_huge_bad_cell_and_many_bad_files_give_bounded_messages(project, engin
     assert "and 21 more" in message
 
 
-def test_rows_a_failed_tick_appended_are_cut_and_counted_again(project, engine, monkeypatch):
-    import pandas as pd
+def test_a_failed_tick_stores_no_row_and_the_next_counts_them(project, engine, monkeypatch):
 
     from riskmonitor.pipeline import tick as tick_module
 
@@ -380,11 +377,12 @@ def test_rows_a_failed_tick_appended_are_cut_and_counted_again(project, engine, 
     with pytest.raises(RuntimeError, match="killed"):
         run_tick(project, engine)
     assert len(calls) == 1
-    assert sum(len(pd.read_csv(p)) for p in (project.finaldata_csv, project.testdata_csv)) == 1500  # appended
+    assert table(engine, db.dataset_rows) == []  # the rows go with the tick's transaction
+    assert not project.finaldata_csv.exists()
     monkeypatch.undo()
     tick = run_tick(project, engine)
     assert tick.status == "deployed"
-    assert tick.summary.startswith("1 file(s) ingested, 1500 new row(s)")  # cut, then appended and counted again
+    assert tick.summary.startswith("1 file(s) ingested, 1500 new row(s)")  # found again, counted once
     assert [(r.file, r.rows) for r in table(engine, db.ingested_files)] == [("a.csv", 1500)]
     assert sum(len(pd.read_csv(p)) for p in (project.finaldata_csv, project.testdata_csv)) == 1500
 
@@ -495,7 +493,8 @@ def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, en
     tick = run_tick(project, engine)
     assert tick.status == "deployed", tick.summary
     model = table(engine, db.models, db.models.c.hex == tick.hex)[0]
-    final_rows = len(pd.read_csv(project.finaldata_csv))
+    with engine.connect() as conn:
+        final_rows = datasets.state(conn).train_rows
     assert model.train_first_row + model.train_rows == final_rows  # the latest rows: the flipped ones
     assert 1500 < model.train_rows < 1700
     fresh = datagen.generate(5000, seed=6, flip=1.0)

@@ -137,20 +137,18 @@ def test_a_tick_waits_for_nobody_while_the_pipeline_is_busy(checkout):
     assert not (root / "ingesteddata").exists()
 
 
-def test_lost_data_sets_stop_the_tick_until_the_rebuild_command(checkout):
+def test_the_exports_are_rewritten_from_the_database(checkout):
     root, _ = checkout
     run(checkout, str(root / "fullprocess.py"))
-    rows = len((root / "ingesteddata" / "finaldata.csv").read_text().splitlines())
-    (root / "ingesteddata" / "finaldata.csv").unlink()
-    failed = run(checkout, str(root / "fullprocess.py"), check=False)
-    assert failed.returncode == 1
-    assert "ingesteddata/finaldata.csv is missing" in failed.stderr
-    assert "python ingestion.py --rebuild" in failed.stderr
-    assert "Traceback" not in failed.stderr
-    rebuilt = run(checkout, str(root / "ingestion.py"), "--rebuild")
-    assert rebuilt.stdout.startswith("rebuilt from 3 file(s)")
-    assert len((root / "ingesteddata" / "finaldata.csv").read_text().splitlines()) == rows
+    final = root / "ingesteddata" / "finaldata.csv"
+    written = final.read_bytes()
+    final.unlink()
     assert run(checkout, str(root / "fullprocess.py")).stdout.split()[1] == "no_new_data"
+    assert final.read_bytes() == written  # the next tick rewrote it
+    final.write_text("not what the database holds\n")
+    exported = run(checkout, str(root / "ingestion.py"), "--export")
+    assert exported.stdout.startswith("rewrote finaldata.csv (")
+    assert final.read_bytes() == written
 
 
 def test_scoring_before_any_deployment_says_so(checkout):

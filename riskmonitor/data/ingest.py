@@ -1,4 +1,5 @@
-"""Find new CSV files by content hash, validate them, and merge their rows into the data sets.
+"""Find new CSV files by content hash, validate them, and find the rows they add to the data sets
+(stored by the commit of the run that ingests them: riskmonitor.data.datasets).
 
 Bad files are quarantined: recorded with the reason, never moved, changed or deleted.
 """
@@ -10,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from riskmonitor.config import Config
-from riskmonitor.data import datafiles
-from riskmonitor.data.datafiles import History
+from riskmonitor.data import datasets, rows
 from riskmonitor.data.validation import InvalidData, excerpt, labelled_rows
-from riskmonitor.store import db, storage
+from riskmonitor.store import storage
 
 log = logging.getLogger(__name__)
 SUMMARY_FILES = 20  # quarantined files named in a run's message; the dashboard lists them all
@@ -33,9 +33,13 @@ class NewFile:
 
 @dataclass
 class IngestResult:
-    new_data: object  # pyarrow.Table of the rows this tick added to the data sets
+    new: datasets.NewRows | None  # the rows the files add to the data sets (None: no file was usable)
     records: list[dict] = field(default_factory=list)  # ingested_files rows to store
-    index: dict | None = None  # the data sets' index after the merge (datafiles: rows, statistics); None: nothing merged
+
+    @property
+    def new_data(self):
+        """The new rows as a pyarrow Table (empty when there are none)."""
+        return self.new.table if self.new is not None else None
 
     @property
     def quarantined(self) -> list[dict]:
@@ -123,65 +127,36 @@ def read_new_file(new_file: NewFile, config: Config):
     return frame, record
 
 
-def ingest_files(config: Config, new_files: list[NewFile], history: History | None = None) -> IngestResult:
-    """Read and validate the new files and append the rows they add to the data sets.
+def ingest_files(config: Config, new_files: list[NewFile], conn, stored_rows: int | None = None) -> IngestResult:
+    """Read and validate the new files, and find the rows they add to the data sets (`conn`: where to
+    look them up; `stored_rows`: how many the data sets hold, when it was read already).
 
-    Each record's rows is what the file added: rows already stored, or in an earlier file of
+    Each record's rows is what the file adds: rows already stored, or in an earlier file of
     this tick, are not counted again.
     """
-    frames, records, ingested = [], [], []
-    for frame, record in datafiles.in_threads(lambda new_file: read_new_file(new_file, config), new_files):
+    tables, records, ingested = [], [], []
+    for table, record in rows.in_threads(lambda new_file: read_new_file(new_file, config), new_files):
         records.append(record)
-        if frame is not None:
-            frames.append(frame)
+        if table is not None:
+            tables.append(table)
             ingested.append(record)
-    if not frames:
-        return IngestResult(datafiles.empty_table(config), records)
-    history = history or History()
-    index = datafiles.prepare(config, history)
-    added, counts, hashes = datafiles.new_rows(frames, datafiles.hash_chunks(config), config)
-    for record, count in zip(ingested, counts, strict=True):
+    if not tables:
+        return IngestResult(None, records)
+    new = datasets.new_rows(conn, tables, config, stored_rows)
+    for record, count in zip(ingested, new.counts, strict=True):
         record["rows"] = count
         log.info("read %s: %d row(s) added", record["file"], count)
-    index = datafiles.append(config, index, added, hashes, history.run_hex)
-    return IngestResult(added, records, index)
+    return IngestResult(new, records)
 
 
 def summary(result: IngestResult) -> str:
     """One line for runs.message: files, rows added, and the first quarantined files with why."""
     quarantined = result.quarantined
-    text = f"{len(result.records) - len(quarantined)} file(s) ingested, {len(result.new_data)} new row(s)"
+    added = len(result.new.table) if result.new is not None else 0
+    text = f"{len(result.records) - len(quarantined)} file(s) ingested, {added} new row(s)"
     if quarantined:
         text += "; quarantined: " + "; ".join(f"{excerpt(r['file'], 80)} ({r['error']})"
                                               for r in quarantined[:SUMMARY_FILES])
     if len(quarantined) > SUMMARY_FILES:
         text += f"; and {len(quarantined) - SUMMARY_FILES} more (see the dashboard's quarantined files)"
     return text
-
-
-def rebuild(config: Config, engine) -> str:
-    """Rebuild finaldata.csv and testdata.csv from the ingested files still in the input folder,
-    in the order they were ingested (every row lands on the same side again); record what each
-    file added, and 0 rows for a file that is gone. Returns what it did."""
-    with engine.connect() as conn:
-        records = db.ingested_records(conn)
-    present = {f.sha256: f for f in find_new_files(config, set(), {}) if not f.kind}
-    frames, used, lost = [], [], []
-    for record in records:
-        frame, _ = read_new_file(present[record.sha256], config) if record.sha256 in present else (None, None)
-        (used if frame is not None else lost).append(record)
-        if frame is not None:
-            frames.append(frame)
-    datafiles.reset(config)
-    index = datafiles.prepare(config, History())
-    added, counts, hashes = datafiles.new_rows(frames, datafiles.stored_hashes(config), config)
-    index = datafiles.append(config, index, added, hashes)
-    with engine.begin() as conn:
-        for record, count in zip(used, counts, strict=True):
-            db.set_file_rows(conn, record.id, count)
-        for record in lost:
-            db.set_file_rows(conn, record.id, 0, f"rows lost: the file was gone or unreadable at a rebuild "
-                                                 f"(it had added {record.rows} row(s))")
-    rows = index["rows"]
-    text = f"rebuilt from {len(used)} file(s): {len(added)} row(s) ({rows['finaldata']} training, {rows['testdata']} held out)"
-    return text + (f"; {len(lost)} ingested file(s) no longer in the input folder: their rows are lost" if lost else "")

@@ -27,12 +27,11 @@ def training_data(frame, config: Config) -> dict[str, list[dict]]:
     return {"feature_stats": dataframe_summary(frame, config), "missing_data": missing_data(frame, config)}
 
 
-def indexed_summary(index: dict, config: Config, reference) -> dict[str, list[dict]]:
-    """feature_stats and missing_data of all of finaldata from its running statistics (datafiles):
+def running_summary(stats: dict, config: Config, reference) -> dict[str, list[dict]]:
+    """feature_stats and missing_data of all training rows from their running statistics (datasets.stats):
     mean, sample std and missing shares are exact; the median is the production model's training
     data's (its saved reference), None before the first model (a tick that trains replaces these
     rows with the exact statistics of what it read)."""
-    stats = index["stats"]
     features = []
     for feature in config.features:
         f = stats["features"][feature]

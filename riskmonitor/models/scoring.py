@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 
 from riskmonitor.config import Config
-from riskmonitor.data import datafiles
+from riskmonitor.data import datasets
 from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,14 @@ def counts_of(predicted, actual) -> Confusion:
                      fn=int(np.sum(~predicted & actual)), tn=int(np.sum(~predicted & ~actual)))
 
 
-def evaluation_data(config: Config):
-    """The held-out test data; the training data only while nothing has been held out yet."""
-    frame = datafiles.read_dataset(config.testdata_csv, config)
-    if frame.empty:
-        log.warning("testdata.csv has no rows yet: scoring on the training data instead")
-        frame = datafiles.read_dataset(config.finaldata_csv, config)
+def evaluation_data(config: Config, engine, pending=None):
+    """The held-out rows, with those of `pending` (a tick's new rows, not stored yet); the training rows
+    only while nothing has been held out yet."""
+    with engine.connect() as conn:
+        frame = datasets.frame(conn, config, True, pending)
+        if frame.empty:
+            log.warning("no held-out rows yet: scoring on the training rows instead")
+            frame = datasets.frame(conn, config, False, pending)
     if frame.empty:
         raise ValueError("no ingested data to score on: add CSV files to the input folder")
     return frame

@@ -4,7 +4,7 @@ import logging
 import time
 
 from riskmonitor.config import Config
-from riskmonitor.data.datafiles import csv_bytes
+from riskmonitor.data.rows import csv_bytes
 from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 which window it retrains, and the gate's verdict on the challenger against the champion."""
 
 from riskmonitor.config import Config
-from riskmonitor.data import datafiles
+from riskmonitor.data import datasets
+from riskmonitor.data.datasets import NewRows
 from riskmonitor.data.stats import training_data
 from riskmonitor.drift import decisions, model_drift
 from riskmonitor.drift.decisions import Challenger, DataDrift, Gate, ModelDrift
@@ -22,12 +23,13 @@ def decide(config: Config, engine, run_hex: str, production, ingested: Ingested,
     data_drift = _data_drift(config, rows)
     reason = _retrain_reason(config, production, drift, data_drift, force)
     if reason is not None:  # only a retrain reads the history: it trains on it, and describes it exactly
-        final = datafiles.read_dataset(config.finaldata_csv, config)
+        with engine.connect() as conn:
+            final = datasets.frame(conn, config, False, ingested.new)  # all training rows, this tick's last
         rows = {**rows, **training_data(final, config)}
         window = _retrain_window(config, production, drift, data_drift, ingested.new_data)
         model, challenger = _train(config, run_hex, final, reason, window, clock)
         with clock("evaluation"):
-            gate = _evaluate(config, engine, production, model, window, after_drift=bool(drift and drift.drifted))
+            gate = _evaluate(config, engine, production, model, window, bool(drift and drift.drifted), ingested.new)
     champion = production.hex if production is not None else None
     decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion)
     return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision, batch)
@@ -95,10 +97,11 @@ def _train(config: Config, run_hex: str, final, reason: str, window: int | None,
     return model, Challenger(run_hex, path, sha, len(final) - first_row, reason, first_row)
 
 
-def _evaluate(config: Config, engine, production, model, window: int | None, after_drift: bool) -> Gate:
+def _evaluate(config: Config, engine, production, model, window: int | None, after_drift: bool,
+              pending: NewRows | None) -> Gate:
     """The gate: challenger against champion on held-out rows of the window (recent rows neither trained on),
     paired (model_drift.gate): non-inferiority after a drift verdict, superiority without one."""
-    held_out = evaluation_data(config)
+    held_out = evaluation_data(config, engine, pending)
     if window is not None:
         held_out = held_out.tail(max(1, round(window * config.test_fraction)))
     new = confusion(model, held_out, config)

@@ -7,10 +7,9 @@ used: a tick with nothing to do loads the store, the data sets and the registry 
 
 import logging
 from contextlib import contextmanager
-from dataclasses import replace
 
 from riskmonitor.config import Config, describe_error
-from riskmonitor.data import datafiles, ingest
+from riskmonitor.data import datasets, exports, ingest, rows
 from riskmonitor.drift import decisions
 from riskmonitor.drift.decisions import Decision
 from riskmonitor.models import registry
@@ -28,11 +27,15 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
     try:
         with time_limit(config.tick_timeout_seconds), db.recorded_run(engine, "fullprocess.py") as run_hex:
             found = _look(config, engine, run_hex)
-            datafiles.check_present(config, found.history)  # never train on what is left of lost data sets
             try:
                 work = _work(config, engine, run_hex, found, force, clock)
                 with clock("record"):
-                    _commit(config, engine, work, clock.stages)
+                    _commit(config, engine, work, found.state, clock.stages)
+            except datasets.LostRace as exc:  # the other tick's commit stands; this one leaves nothing behind
+                _remove_unrecorded_model(config, run_hex)
+                work = Work(run_hex, lost=str(exc))
+                with engine.begin() as conn:
+                    db.finish_run(conn, run_hex, work.status, work.summary)
             except BaseException:
                 _remove_unrecorded_model(config, run_hex)
                 raise
@@ -40,6 +43,8 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
         _alert(config, engine, run_hex, "tick_failed", f"tick {run_hex or '(not started)'} failed: {describe_error(exc)}")
         raise
     log.info("tick %s: %s (%s)", work.hex, work.status, work.summary or "no new files")
+    with clock("export"):
+        exports.catch_up(config, engine)
     _announce(config, engine, work)
     report_hex = work.hex if work.status in db.WORK_STATUSES else found.unreported
     report_error = ""
@@ -51,12 +56,13 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
 
 def _look(config: Config, engine, run_hex: str) -> Found:
     """Put the production file back if a crash left it out of step; find new files, production, a missing
-    report, and what was ingested before."""
+    report, and the data sets' state (a file-based release's must be imported first)."""
     with engine.connect() as conn:
+        datasets.check_imported(conn)
+        state = datasets.state(conn)  # read first: the commit checks that no other commit came after
         registry.restore_production_file(conn, config)
         new_files = ingest.find_new_files(config, *db.known_files(conn))
-        history = datafiles.History(*db.ingestion_history(conn), run_hex=run_hex)
-        return Found(new_files, db.production_model(conn), _unreported_run(conn, config), history)
+        return Found(new_files, db.production_model(conn), _unreported_run(conn, config), state)
 
 
 class TickTimeout(RuntimeError):
@@ -104,43 +110,51 @@ def _unreported_run(conn, config: Config) -> str | None:
 
 def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock: Stopwatch) -> Work:
     """Ingest and diagnose; then decide (drift, and a challenger when there is no model, on drift or forced)."""
-    # Data that ingestion.py ingested alone, before any model: the first model is still due.
-    untrained = found.production is None and config.finaldata_csv.exists()
+    # Rows that ingestion.py stored alone, before any model: the first model is still due.
+    untrained = found.production is None and found.state.rows > 0
     if not (found.new_files or force or untrained):
         return Work(run_hex)
-    ingested = _ingest(config, found.new_files, found.history, clock)
+    ingested = _ingest(config, engine, found, clock)
     if ingested.new_data.empty and not (force or untrained):
         return Work(run_hex, ingested)  # only quarantined or duplicate files: still no new data
-    if ingested.index is None:  # nothing merged this tick: the data sets are the ones on disk
-        ingested = replace(ingested, index=datafiles.prepare(config, found.history))
     with clock("diagnostics"):
-        rows = _diagnose(config, engine, found.production, ingested)
+        diagnosed = _diagnose(config, engine, found.production, ingested)
     from riskmonitor.pipeline.decide import decide
 
-    return decide(config, engine, run_hex, found.production, ingested, rows, force, clock)
+    return decide(config, engine, run_hex, found.production, ingested, diagnosed, force, clock)
 
 
-def _ingest(config: Config, new_files, history: datafiles.History, clock: Stopwatch) -> Ingested:
-    """Validate and merge the new files (stored rows; the files are counted as ingested only at commit)."""
-    with clock("ingestion"):
-        result = ingest.ingest_files(config, new_files, history)
-    return Ingested(tuple(result.records), result.new_data.to_pandas(), result.index, ingest.summary(result))
+def _ingest(config: Config, engine, found: Found, clock: Stopwatch) -> Ingested:
+    """Validate the new files and find the rows they add: stored, and the files counted as ingested, only
+    by the tick's commit. The training rows' statistics include them."""
+    with clock("ingestion"), engine.connect() as conn:
+        result = ingest.ingest_files(config, found.new_files, conn, found.state.rows)
+        stats = datasets.stats(conn, config)
+    new = result.new
+    if new is not None and len(new.table):
+        stats = rows.merge_stats(stats, rows.column_stats(new.table, config, ~new.held_out))
+    frame = (new.table if new is not None else rows.empty_table(config)).to_pandas()
+    return Ingested(tuple(result.records), new, frame, stats, ingest.summary(result))
 
 
 def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:
-    """Statistics of the merged data, and data drift of the new rows against production's training data."""
+    """Statistics of the data sets with the new rows, and data drift of the new rows against production's
+    training data."""
     from riskmonitor.reports import diagnostics
 
-    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.index,
+    return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.stats,
                                         production.hex if production else None, engine)
 
 
-def _commit(config: Config, engine, work: Work, stages: dict[str, float]) -> None:
-    """The tick's one transaction: what it found and decided, the deployment, and its status.
+def _commit(config: Config, engine, work: Work, read: datasets.State, stages: dict[str, float]) -> None:
+    """The tick's one transaction: its new rows, what it found and decided, the deployment, and its status.
 
-    Files count as ingested only here, after their rows are stored: a killed tick is redone.
+    A tick that found files or trained commits only if no other commit came after the data sets' state it
+    read (datasets.commit: LostRace). Files count as ingested only here, with their rows: a killed tick is redone.
     """
     with engine.begin() as conn:
+        if work.ingested is not None or work.challenger is not None:
+            datasets.commit(conn, config, work.ingested.new if work.ingested else None, work.hex, read)
         _record(conn, config, work, stages)
         if work.status == "deployed":  # the production file is replaced first, the flags flip in this transaction
             registry.deploy_model(conn, config, work.challenger.hex, work.hex, "fullprocess.py", work.summary)

@@ -5,7 +5,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from riskmonitor.data.datafiles import History
+from riskmonitor.data.datasets import NewRows, State
 from riskmonitor.drift import decisions
 from riskmonitor.drift.decisions import Challenger, DataDrift, Decision, Gate, ModelDrift
 
@@ -17,16 +17,18 @@ class Found:
     new_files: list
     production: object  # the models row in production, None before the first deployment
     unreported: str | None  # the latest tick that did work, if it was killed before its report was written
-    history: History  # what the database says was ingested: the data sets must hold it
+    state: State  # the data sets as the tick found them: its commit succeeds only if they did not move since
 
 
 @dataclass(frozen=True)
 class Ingested:
-    """What the tick ingested: the ingested_files rows to store, the new rows, and finaldata after the merge."""
+    """What the tick ingested: the ingested_files rows to store, the new rows, and the training rows'
+    statistics with them."""
 
     files: tuple[dict, ...]
-    new_data: object  # pandas.DataFrame
-    index: dict | None  # the data sets' index after the merge (datafiles: rows, statistics), None until read
+    new: NewRows | None  # stored by the tick's commit
+    new_data: object  # the new rows as a pandas.DataFrame
+    stats: dict | None  # running statistics of the training rows, this tick's included; None until read
     summary: str
 
 
@@ -44,10 +46,13 @@ class Work:
     champion_hex: str | None = None  # the model in production when the tick started
     decision: Decision | None = None
     batch: object = None  # scoring.Confusion of the production model on this tick's new rows
+    lost: str = ""  # why the commit stored nothing: another tick committed first (datasets.LostRace)
 
     @property
     def status(self) -> str:
         """The run's status, decided here only."""
+        if self.lost:
+            return "no_new_data"
         if self.gate is not None:
             return "deployed" if self.gate.deploy else "kept"
         if self.ingested is not None and not self.ingested.new_data.empty:
@@ -57,6 +62,8 @@ class Work:
     @property
     def summary(self) -> str:
         """runs.message: one line rendered from the values."""
+        if self.lost:
+            return self.lost
         return decisions.summary(self.ingested.summary if self.ingested else "", self.decision)
 
     @property

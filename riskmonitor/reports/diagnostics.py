@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from riskmonitor.config import PROJECT_DIR, Config
-from riskmonitor.data import datafiles
-from riskmonitor.data.stats import indexed_summary
+from riskmonitor.data import datasets
+from riskmonitor.data.stats import running_summary
 from riskmonitor.drift.data_drift import data_drift, training_reference
 from riskmonitor.models.scoring import load_production_model
 from riskmonitor.store import db
@@ -25,17 +25,18 @@ CHECK_LOCK = ".outdated_check.lock"  # one outdated-packages check at a time
 
 def model_predictions(config: Config, engine, data=None) -> list[int]:
     """Predictions (0 or 1) of the production model on a data frame or CSV file (default: testdata.csv)."""
-    frame = _as_frame(data, config)
+    frame = _as_frame(data, config, engine)
     with engine.connect() as conn:
         _, model = load_production_model(conn, config)
     return [int(p) for p in model.predict(frame[list(config.features)])]
 
 
-def _as_frame(data, config: Config):
+def _as_frame(data, config: Config, engine):
     import pandas as pd
 
     if data is None:
-        return datafiles.read_dataset(config.testdata_csv, config)
+        with engine.connect() as conn:
+            return datasets.frame(conn, config, True)
     if isinstance(data, str | Path):
         return pd.read_csv(config.project_dir / data)  # an absolute path stays as it is
     return data
@@ -152,12 +153,13 @@ def known_outdated(config: Config, engine) -> list[dict]:
     return [] if answered is None else json.loads(answered.packages)
 
 
-def tick_diagnostics(config: Config, new_data, index: dict, production_hex: str | None, engine) -> dict[str, list[dict]]:
-    """A tick's rows for db.record_diagnostics: statistics of finaldata from its index (never read
-    whole here), drift of the new rows, and the last answer of the outdated-packages check."""
+def tick_diagnostics(config: Config, new_data, stats: dict, production_hex: str | None, engine) -> dict[str, list[dict]]:
+    """A tick's rows for db.record_diagnostics: statistics of the training rows from their running
+    statistics (never read whole here), drift of the new rows, and the last answer of the
+    outdated-packages check."""
     reference = training_reference(config, production_hex) if production_hex else None
     return {
-        **indexed_summary(index, config, reference),
+        **running_summary(stats, config, reference),
         "data_drift": [] if reference is None else data_drift(new_data, reference, config),
         "outdated_packages": known_outdated(config, engine),
     }

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from riskmonitor.config import Config
-from riskmonitor.data import datafiles
+from riskmonitor.data import datasets
 from riskmonitor.drift import decisions
 from riskmonitor.models.scoring import evaluation_data
 from riskmonitor.reports import plots
@@ -39,24 +39,25 @@ def gather(conn, run_hex: str) -> Facts:
 def confusion(config: Config, engine, production) -> dict:
     """The production model's confusion matrix on the held-out rows, as kept in the database for the dashboard.
 
-    The last one kept for the same model is brought up to date with the rows held out since (its mark of
-    testdata.csv), so a tick reads its new rows, not all of history."""
+    The last one kept for the same model is brought up to date with the rows held out since (its watermark,
+    the id of the last held-out row it counted), so a tick reads its new rows, not all of history."""
     import numpy as np
     from sklearn.metrics import confusion_matrix
 
     with engine.connect() as conn:
         kept = db.artifact(conn, "confusion")
-    kept = json.loads(kept.data) if kept else {}
-    mark = kept.get("testdata") if kept.get("model") == production.hex else None
-    held_out, only_new, now = datafiles.held_out_since(config, mark)
+        kept = json.loads(kept.data) if kept else {}
+        mark = kept.get("held_out_id") if kept.get("model") == production.hex else None  # None: count them all
+        table, last = datasets.read(conn, config, True, after_id=mark or 0)
+    held_out, only_new = table.to_pandas(), mark is not None
     if not only_new and held_out.empty:  # nothing held out yet: scored on the training rows, never brought up to date
-        held_out, now = evaluation_data(config), None
+        held_out, last = evaluation_data(config, engine), None
     matrix = np.array(kept["matrix"]) if only_new else np.zeros((2, 2), dtype=int)
     if len(held_out):
         predicted = model_predictions(config, engine, held_out)
         matrix = matrix + confusion_matrix(held_out[config.label], predicted, labels=[0, 1])
     rows = (kept["rows"] if only_new else 0) + len(held_out)
-    return {"model": production.hex, "rows": rows, "matrix": matrix.tolist(), "testdata": now}
+    return {"model": production.hex, "rows": rows, "matrix": matrix.tolist(), "held_out_id": last}
 
 
 def chart(name: str, conn, path: Path | None = None):

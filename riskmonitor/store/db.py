@@ -23,6 +23,9 @@ from riskmonitor.store.schema import (  # noqa: F401 - the schema, for callers o
     alert_attempts,
     artifacts,
     data_drift,
+    dataset_rows,
+    dataset_state,
+    dataset_stats,
     decisions,
     deployments,
     drop_tables,
@@ -65,8 +68,18 @@ def advisory_lock(engine: sa.Engine, key: int, wait: bool) -> Iterator[bool]:
             yield held
         finally:
             if held:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-                conn.commit()
+                _unlock(conn, key)
+
+
+def _unlock(conn: sa.Connection, key: int) -> None:
+    """Release a session lock. A connection that is gone (terminated, the server restarted) released it
+    with its session, and must not fail what ran under the lock: its commit stands."""
+    try:
+        conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+        conn.commit()
+    except sa.exc.DBAPIError as exc:
+        log.warning("the pipeline lock's connection was lost (%s): the server released the lock with it",
+                    describe_error(exc))
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -111,25 +124,12 @@ def record_files(conn: sa.Connection, hex_id: str, records: list[dict]) -> None:
         conn.execute(ingested_files.insert(), [{**r, "hex": hex_id} for r in records])
 
 
-def ingestion_history(conn: sa.Connection) -> tuple[int, int, frozenset[str]]:
-    """(rows the ingested files added, how many files, the runs that recorded them): the data sets
-    must hold at least those rows (datafiles.History)."""
+def ingested_rows(conn: sa.Connection) -> tuple[int, int]:
+    """(rows the ingested files added, how many files): what the data sets must hold."""
     ingested = ingested_files.c.status == "ingested"
     rows, files = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(ingested_files.c.rows), 0),
                                          sa.func.count()).where(ingested)).one()
-    hexes = conn.execute(sa.select(ingested_files.c.hex).where(ingested).distinct()).scalars()
-    return int(rows), int(files), frozenset(hexes)
-
-
-def ingested_records(conn: sa.Connection) -> list:
-    """The ingested files, in the order they were ingested (what a rebuild reads again)."""
-    query = sa.select(ingested_files).where(ingested_files.c.status == "ingested").order_by(ingested_files.c.id)
-    return conn.execute(query).all()
-
-
-def set_file_rows(conn: sa.Connection, record_id: int, rows: int, error: str | None = None) -> None:
-    """What an ingested file adds to the data sets, as found by a rebuild."""
-    conn.execute(ingested_files.update().where(ingested_files.c.id == record_id).values(rows=rows, error=error))
+    return int(rows), int(files)
 
 
 # --- models and scores ----------------------------------------------------------------------

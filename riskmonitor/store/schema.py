@@ -222,16 +222,66 @@ package_checks = sa.Table(  # the outdated-packages check, at most once a day, o
 )
 
 
+# --- the data sets: every ingested labelled row, in the order it was stored ------------------
+# A row's values are its line of the exports (finaldata.csv, testdata.csv): the data-set columns
+# of config.json as CSV, so that any columns a project configures fit one schema. Its key is the
+# pair of 64-bit row hashes (as signed integers), unique: a row is stored once, whoever stores it.
+dataset_rows = sa.Table(
+    "dataset_rows", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),  # the order
+    sa.Column("k1", sa.BigInteger, nullable=False),
+    sa.Column("k2", sa.BigInteger, nullable=False),
+    sa.Column("held_out", sa.Boolean, nullable=False),  # testdata (True) or finaldata (False), by the row's hash
+    sa.Column("hex", sa.String(32), nullable=False),  # the run that stored it
+    sa.Column("line", sa.Text, nullable=False),
+    sa.UniqueConstraint("k1", "k2", name="uq_dataset_rows_key"),
+)  # no index on the side: a side is read by id ranges, the primary key (each index costs every insert)
+
+# Running statistics of the training rows (finaldata), one row per data-set column, brought up to date
+# in the transaction that stores rows: a tick that does not train reads none of the history.
+dataset_stats = sa.Table(
+    "dataset_stats", metadata,
+    sa.Column("name", sa.String(255), primary_key=True),  # the column
+    sa.Column("n", sa.BigInteger, nullable=False),  # values present (features)
+    sa.Column("mean", sa.Float, nullable=False),
+    sa.Column("m2", sa.Float, nullable=False),  # sum of squared deviations from the mean
+    sa.Column("missing", sa.BigInteger, nullable=False),
+)
+
+# One row (id 1): what the data sets hold, and the tick's serialization point. A commit that stores
+# rows, records files or deploys moves `version` on from the one its tick read; a tick that finds
+# it moved lost the race and stores nothing (safe without the pipeline lock).
+dataset_state = sa.Table(
+    "dataset_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("header", sa.Text),  # the columns every line follows; NULL before the first row
+    sa.Column("train_rows", sa.BigInteger, nullable=False),
+    sa.Column("test_rows", sa.BigInteger, nullable=False),
+    sa.Column("imported_rows", sa.BigInteger),  # rows a file-based release's data sets held (dbsetup.py --import-datasets)
+    sa.Column("imported_at", UTCDateTime),
+)
+
+SQLITE_CACHE_KIB = 131_072  # SQLite's page cache (grown only as pages are read): a million random keys go into
+# dataset_rows' unique index twice as fast as with the default 2 MiB
+
+
 def make_engine(url: str) -> sa.Engine:
     """One engine per process; SQLite waits for a busy writer instead of failing."""
     if url.startswith("sqlite"):
-        return sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _cache(dbapi_connection, record):
+            dbapi_connection.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+
+        return engine
     return sa.create_engine(url, pool_pre_ping=True)
 
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0008"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0009"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK = 0x6472617401  # PostgreSQL advisory lock key ("drat"): one migration at a time
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
