@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             db.record_files(conn, run_hex, result.records)
             db.record_timing(conn, run_hex, {"ingestion.py": time.perf_counter() - started} if new_files else {})
             db.finish_run(conn, run_hex, "done" if new_files else "no_new_data", summary(result))
-    exports.catch_up(config, engine)
+    exports.catch_up(config, engine, result.new)
     print(summary(result))
     return 0
 

@@ -33,20 +33,22 @@ def mark_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.mark")
 
 
-def update(config: Config, engine: sa.Engine, rewrite: bool = False) -> dict[str, int]:
-    """Bring both exports up to date with the database; the rows written to each (by file name)."""
+def update(config: Config, engine: sa.Engine, rewrite: bool = False, committed=None) -> dict[str, int]:
+    """Bring both exports up to date with the database; the rows written to each (by file name).
+    `committed`: the rows (datasets.NewRows) a commit just stored, written from memory where they are
+    all the export lacks."""
     written = {}
     for path, held_out in exports(config):
         with _locked(path):
-            written[path.name] = _update(config, engine, path, held_out, rewrite)
+            written[path.name] = _update(config, engine, path, held_out, rewrite, committed)
     return written
 
 
-def catch_up(config: Config, engine: sa.Engine) -> None:
+def catch_up(config: Config, engine: sa.Engine, committed=None) -> None:
     """update() after a commit: a failure is logged and leaves the commit as it is (the next run, or
     `ingestion.py --export`, brings the exports up to date)."""
     try:
-        written = update(config, engine)
+        written = update(config, engine, committed=committed)
     except (OSError, sa.exc.DBAPIError) as exc:  # what was committed stands; the exports are only copies
         log.error("the exports were not brought up to date: %s: %s", type(exc).__name__, exc)
         return
@@ -54,21 +56,40 @@ def catch_up(config: Config, engine: sa.Engine) -> None:
         log.info("exports brought up to date: %s", ", ".join(f"{name} +{n}" for name, n in written.items()))
 
 
-def _update(config: Config, engine: sa.Engine, path: Path, held_out: bool, rewrite: bool) -> int:
+def _update(config: Config, engine: sa.Engine, path: Path, held_out: bool, rewrite: bool, committed) -> int:
     """Append what the database stored since the export's mark, or rewrite it; the rows written."""
     with engine.connect() as conn:
         after = None if rewrite else _valid_mark(conn, path)
-        body, last, count = datasets.read_lines(conn, held_out, after or 0)
-        last_line = datasets.line_at(conn, last) if last else None
+        body = _committed_lines(conn, config, held_out, after, committed)
+        if body is None:
+            body, last, count = datasets.read_lines(conn, held_out, after or 0)
+            last_line = datasets.line_at(conn, last)[1] if last else None
+        else:
+            body, last, count, last_line = body
     if after is None:
         data = rows.header(config).encode() + b"\n" + body
         storage.replace_atomically(path, lambda handle: handle.write(data))
     elif count:
         _append(path, body)
     if after is None or count:
-        mark = json.dumps({"last_id": last, "line": last_line[1] if last_line else None, "bytes": path.stat().st_size})
+        mark = json.dumps({"last_id": last, "line": last_line, "bytes": path.stat().st_size})
         storage.replace_atomically(mark_path(path), lambda handle: handle.write(mark.encode()))
     return count
+
+
+def _committed_lines(conn: sa.Connection, config: Config, held_out: bool, after: int | None, committed):
+    """(lines, last id, how many, last line) of the rows of one side a commit just stored, when they are
+    exactly what the database holds after the export's mark (no other commit came between); else None."""
+    if after is None or committed is None:
+        return None
+    table = committed.side(held_out)
+    d = db.dataset_rows
+    count, last = conn.execute(sa.select(sa.func.count(), sa.func.max(d.c.id))
+                               .where(d.c.held_out == held_out, d.c.id > after)).one()
+    if count != len(table) or not count:
+        return None
+    lines = rows.lines(table, config)
+    return "\n".join(lines.to_pylist() + [""]).encode(), last, count, lines[-1].as_py()
 
 
 @contextmanager

@@ -44,7 +44,7 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
         raise
     log.info("tick %s: %s (%s)", work.hex, work.status, work.summary or "no new files")
     with clock("export"):
-        exports.catch_up(config, engine)
+        exports.catch_up(config, engine, work.ingested.new if work.ingested and not work.lost else None)
     _announce(config, engine, work)
     report_hex = work.hex if work.status in db.WORK_STATUSES else found.unreported
     report_error = ""
