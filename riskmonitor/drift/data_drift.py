@@ -5,7 +5,7 @@ import logging
 import math
 
 from riskmonitor.config import Config
-from riskmonitor.models.training import reference_path
+from riskmonitor.store import db
 
 log = logging.getLogger(__name__)
 PSI_EPSILON = 1e-4  # share given to an empty bin, so that PSI stays finite
@@ -77,13 +77,17 @@ def data_drift(new, reference, config: Config) -> list[dict]:
     return rows
 
 
-def training_reference(config: Config, model_hex: str):
-    """The training features saved with a model (training.save_reference), or None if it has none."""
+def training_reference(engine, model_hex: str):
+    """The training features saved with a model (its reference, stored with it in the database by
+    training.record_model: any host reads it), or None if it has none."""
+    import gzip
+    import io
+
     import pandas as pd
 
-    path = reference_path(config, model_hex)
-    if not path.is_file():
-        log.warning("model %s has no training data reference (%s): data drift not computed", model_hex, path.name)
+    with engine.connect() as conn:
+        stored = db.artifact(conn, "reference", model_hex)
+    if stored is None:
+        log.warning("model %s has no training data reference in the database: data drift not computed", model_hex)
         return None
-    return pd.read_csv(path)
-
+    return pd.read_csv(io.BytesIO(gzip.decompress(stored.data)))

@@ -157,7 +157,7 @@ def tick_diagnostics(config: Config, new_data, stats: dict, production_hex: str 
     """A tick's rows for db.record_diagnostics: statistics of the training rows from their running
     statistics (never read whole here), drift of the new rows, and the last answer of the
     outdated-packages check."""
-    reference = training_reference(config, production_hex) if production_hex else None
+    reference = training_reference(engine, production_hex) if production_hex else None
     return {
         **running_summary(stats, config, reference),
         "data_drift": [] if reference is None else data_drift(new_data, reference, config),
