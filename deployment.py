@@ -3,7 +3,7 @@ shows them all.
 
     python deployment.py [--model HEX] [--reason TEXT] [--list]
 
-The registry is riskmonitor.models.registry's, deployment by hand riskmonitor.pipeline.deploy's.
+The registry is riskmonitor.model.registry's, deployment by hand riskmonitor.pipeline.deploy's.
 """
 
 import argparse
@@ -11,7 +11,7 @@ import sys
 
 from riskmonitor.config import load_config, run_script, setup_logging
 from riskmonitor.drift import decisions
-from riskmonitor.models.registry import deploy_model, list_models, render_models
+from riskmonitor.model.registry import deploy_model, list_models, render_models
 from riskmonitor.pipeline.deploy import alert_deployed, deploy_by_hand
 from riskmonitor.store import db, storage
 

@@ -3,7 +3,7 @@ outdated packages, and data drift of new rows against the production model's tra
 
     python diagnostics.py [predictions|statistics|missing|timing|outdated|drift]   # none: all
 
-The diagnostics are riskmonitor.reports.diagnostics'; this command prints them as tables.
+The diagnostics are riskmonitor.reporting.diagnostics'; this command prints them as tables.
 """
 
 import argparse
@@ -12,7 +12,7 @@ import sys
 from riskmonitor.config import Config, load_config, run_script, setup_logging
 from riskmonitor.data import datasets
 from riskmonitor.data.stats import dataframe_summary, missing_data
-from riskmonitor.reports.diagnostics import execution_time, model_predictions, refresh_outdated
+from riskmonitor.reporting.diagnostics import execution_time, model_predictions, refresh_outdated
 from riskmonitor.store import db
 
 

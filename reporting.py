@@ -2,13 +2,13 @@
 
     python reporting.py   # regenerate the plots and the PDF of the latest such tick
 
-The report is riskmonitor.reports.report's (the PDF's layout riskmonitor.reports.pdf's).
+The report is riskmonitor.reporting.report's (the PDF's layout riskmonitor.reporting.pdf's).
 """
 
 import sys
 
 from riskmonitor.config import load_config, run_script, setup_logging
-from riskmonitor.reports.report import write_report
+from riskmonitor.reporting.report import write_report
 from riskmonitor.store import db, storage
 
 

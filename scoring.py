@@ -2,14 +2,14 @@
 
     python scoring.py
 
-Scoring is riskmonitor.models.scoring's; the drift tests that read the scores are in
+Scoring is riskmonitor.model.scoring's; the drift tests that read the scores are in
 riskmonitor.drift.model_drift.
 """
 
 import sys
 
 from riskmonitor.config import load_config, run_script, setup_logging
-from riskmonitor.models.scoring import confusion, evaluation_data, load_production_model
+from riskmonitor.model.scoring import confusion, evaluation_data, load_production_model
 from riskmonitor.store import db, storage
 
 

@@ -3,7 +3,7 @@ scaled features, missing values imputed.
 
     python training.py
 
-The model is riskmonitor.models.training's; this command records the run.
+The model is riskmonitor.model.training's; this command records the run.
 """
 
 import sys
@@ -12,8 +12,8 @@ import time
 from riskmonitor.config import load_config, run_script, setup_logging
 from riskmonitor.data import datasets
 from riskmonitor.data.stats import training_data
-from riskmonitor.models.scoring import confusion, evaluation_data
-from riskmonitor.models.training import record_model, train_and_save, train_model
+from riskmonitor.model.scoring import confusion, evaluation_data
+from riskmonitor.model.training import record_model, train_and_save, train_model
 from riskmonitor.store import db, storage
 
 __all__ = ["main", "train_model"]

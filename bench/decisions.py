@@ -54,7 +54,7 @@ def make_project(where: Path, drift_test: str) -> Path:
 
 def quiet_reports() -> None:
     """No plots and no PDF in the replay: they cost seconds and decide nothing."""
-    from riskmonitor.reports import report
+    from riskmonitor.reporting import report
 
     report.write_report = lambda config, engine, run_hex: None
     logging.disable(logging.WARNING)
@@ -91,8 +91,8 @@ def run_once(job: dict) -> dict:
 def _fresh_scores(config, job: dict, deployed: list[str]) -> list[float]:
     """F1 of each model deployed in the run, in order, on a fresh sample of the batches' distribution."""
     import datagen
-    from riskmonitor.models.scoring import score_model
-    from riskmonitor.models.training import model_path
+    from riskmonitor.model.scoring import score_model
+    from riskmonitor.model.training import model_path
     from riskmonitor.store import storage
 
     sample = datagen.generate(FRESH_ROWS, seed=job["seed"] * 1000 + 999, rule=job["rule"], **SCENARIOS[job["scenario"]])

@@ -25,7 +25,7 @@ import datagen  # noqa: E402
 from bench import copy_project  # noqa: E402
 from riskmonitor.config import load_config  # noqa: E402
 from riskmonitor.pipeline.tick import run_tick  # noqa: E402
-from riskmonitor.reports import plots  # noqa: E402
+from riskmonitor.reporting import plots  # noqa: E402
 from riskmonitor.store import db  # noqa: E402
 from riskmonitor.web import dashboard  # noqa: E402
 from riskmonitor.web.app import create_app  # noqa: E402

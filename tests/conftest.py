@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,24 @@ def postgres_url():
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL is required (REQUIRE_POSTGRES=1) but unreachable: {exc}")
         pytest.skip(f"no PostgreSQL server reachable at {ADMIN_URL}")
-    name = f"drat_test_{uuid.uuid4().hex[:12]}"
+    admin.dispose()
+    with new_postgres_database("drat_test") as url:
+        yield url
+
+
+@contextmanager
+def new_postgres_database(prefix: str):
+    """A new database of the test server, named `prefix` and a random suffix; its URL, dropped after."""
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a generated name, not input
-    yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -87,7 +99,7 @@ OUTDATED = [{"package": "flask", "installed": "3.0.0", "latest": "3.1.3"}]  # wh
 def offline(monkeypatch, reports: bool = False) -> None:
     """Ticks with a fixed outdated-packages answer instead of waiting on pip and the network and,
     unless reports are asked for, without the plots and PDF, which take seconds to draw."""
-    from riskmonitor.reports import diagnostics, report
+    from riskmonitor.reporting import diagnostics, report
 
     def answer_at_once(config, engine):  # the check a tick starts in the background, done before it reads
         with engine.begin() as conn:

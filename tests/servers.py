@@ -14,8 +14,8 @@ from pathlib import Path
 from conftest import add_csv, stored_frames
 
 from riskmonitor.config import PROJECT_DIR
-from riskmonitor.models.registry import deploy_model
-from riskmonitor.models.training import model_path, record_model, relative_to_project, train_model
+from riskmonitor.model.registry import deploy_model
+from riskmonitor.model.training import model_path, record_model, relative_to_project, train_model
 from riskmonitor.pipeline.tick import run_tick
 from riskmonitor.store import db, storage
 

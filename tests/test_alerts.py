@@ -19,7 +19,7 @@ import fullprocess
 import training
 from riskmonitor import alerts
 from riskmonitor.config import load_config, run_script
-from riskmonitor.reports import report as report_module
+from riskmonitor.reporting import report as report_module
 from riskmonitor.store import db
 
 WEBHOOK_PATH = "T0000/B0000/s3cr3t-token"  # the part of a webhook URL that must never be stored

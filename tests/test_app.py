@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from conftest import OUTDATED, add_csv, offline
 from servers import RECORD, deploy, free_port, redeploy
 
-from riskmonitor.models import serving
+from riskmonitor.model import serving
 from riskmonitor.pipeline.tick import run_tick
-from riskmonitor.reports import plots
+from riskmonitor.reporting import plots
 from riskmonitor.store import db, storage
 from riskmonitor.web import inputs
 from riskmonitor.web.app import create_app

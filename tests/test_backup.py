@@ -4,11 +4,10 @@ holds every run, row, model and report, and a bare host ticks on from it."""
 import shutil
 import sqlite3
 import subprocess
-import uuid
 
 import pytest
 import sqlalchemy as sa
-from conftest import ADMIN_URL, add_csv, make_project
+from conftest import add_csv, make_project, new_postgres_database
 
 from riskmonitor.pipeline.tick import run_tick
 from riskmonitor.store import db
@@ -38,14 +37,8 @@ def restore_target(database_url, tmp_path):
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'restored.db'}"
         return
-    name = f"drat_restore_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # a generated name, not input
-    yield sa.make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_postgres_database("drat_restore") as url:
+        yield url
 
 
 def backup_and_restore(source: str, target: str, where) -> None:

@@ -13,7 +13,7 @@ from servers import RECORD, get_json, live_server
 from test_scripts import checkout, run  # noqa: F401 (the fixture: a copy of the project run as processes)
 
 from riskmonitor.config import load_config
-from riskmonitor.models import registry, serving
+from riskmonitor.model import registry, serving
 from riskmonitor.store import db
 from riskmonitor.web.api import timestamp
 

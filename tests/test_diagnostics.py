@@ -16,9 +16,9 @@ from conftest import OUTDATED, add_csv, stored_frames
 import datagen
 import diagnostics as diagnostics_command
 from riskmonitor.drift.data_drift import data_drift, ks_critical_value, population_stability_index
-from riskmonitor.models.training import REFERENCE_ROWS, reference_path
+from riskmonitor.model.training import REFERENCE_ROWS, reference_path
 from riskmonitor.pipeline.tick import run_tick
-from riskmonitor.reports import diagnostics
+from riskmonitor.reporting import diagnostics
 from riskmonitor.store import db
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from conftest import offline
 from servers import RECORD, deploy, live_server, redeploy
 
-from riskmonitor.models import serving
+from riskmonitor.model import serving
 
 WORKERS = 2
 

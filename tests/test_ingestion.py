@@ -194,8 +194,8 @@ def test_a_tick_that_does_not_retrain_reads_no_history(project, engine, no_repor
     assert run_tick(project, engine).status == "deployed"
     reads = []
     original = datasets.read_lines
-    monkeypatch.setattr(datasets, "read_lines", lambda conn, held_out, after_id=0, first=0:
-                        reads.append(after_id) or original(conn, held_out, after_id, first))
+    monkeypatch.setattr(datasets, "read_lines", lambda conn, held_out, after_id=0:
+                        reads.append(after_id) or original(conn, held_out, after_id))
     add_csv(project, "second.csv", rows=500, seed=2)
     tick = run_tick(project, engine)
     assert tick.status == "no_drift"

@@ -8,8 +8,8 @@ import pytest
 
 import datagen
 from riskmonitor.drift.model_drift import detect_model_drift, gate, paired_f1_difference
-from riskmonitor.models.scoring import Confusion, confusion, counts_of, score_model
-from riskmonitor.models.training import train_model
+from riskmonitor.model.scoring import Confusion, confusion, counts_of, score_model
+from riskmonitor.model.training import train_model
 from riskmonitor.store import storage
 
 

@@ -485,7 +485,7 @@ def test_data_drift_alone_retrains_unless_switched_off(sqlite_project, no_report
 
 
 def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, engine, no_reports):
-    from riskmonitor.models.scoring import load_production_model, score_model
+    from riskmonitor.model.scoring import load_production_model, score_model
 
     add_csv(project, "first.csv", rows=10_000, seed=1)
     first = run_tick(project, engine)

@@ -17,7 +17,7 @@ from servers import RECORD, get_json, redeploy, replica
 from test_dashboard_browser import browser, open_page  # noqa: F401 - the fixture is used below
 
 from riskmonitor.config import PROJECT_DIR
-from riskmonitor.models import serving
+from riskmonitor.model import serving
 from riskmonitor.pipeline.tick import run_tick
 
 CSV = "lastmonth_activity,lastyear_activity,number_of_employees\n12,150,20\n400,150,20\n"

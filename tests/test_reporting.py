@@ -14,7 +14,7 @@ import fullprocess
 from riskmonitor.config import PROJECT_DIR
 from riskmonitor.drift import decisions
 from riskmonitor.pipeline.tick import run_tick
-from riskmonitor.reports import plots, report
+from riskmonitor.reporting import plots, report
 from riskmonitor.store import db
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -163,7 +163,7 @@ def test_the_confusion_matrix_is_brought_up_to_date_with_the_new_held_out_rows_o
     from sklearn.metrics import confusion_matrix
 
     from riskmonitor.data import datasets
-    from riskmonitor.models.scoring import load_production_model
+    from riskmonitor.model.scoring import load_production_model
 
     engine = db.make_engine(sqlite_project.database_url)
 
@@ -177,8 +177,8 @@ def test_the_confusion_matrix_is_brought_up_to_date_with_the_new_held_out_rows_o
 
     reads = []
     read_lines = datasets.read_lines
-    monkeypatch.setattr(datasets, "read_lines", lambda conn, held_out, after_id=0, first=0:
-                        reads.append((held_out, after_id)) or read_lines(conn, held_out, after_id, first))
+    monkeypatch.setattr(datasets, "read_lines", lambda conn, held_out, after_id=0:
+                        reads.append((held_out, after_id)) or read_lines(conn, held_out, after_id))
     add_csv(sqlite_project, "a.csv", 3_000, seed=1)
     assert run_tick(sqlite_project, engine).status == "deployed"
     assert (True, 0) in reads  # the first matrix of a model counts every held-out row

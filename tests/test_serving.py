@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import datagen
-from riskmonitor.models import serving
-from riskmonitor.models.training import train_model
+from riskmonitor.model import serving
+from riskmonitor.model.training import train_model
 
 
 def with_missing(frame, features, seed):

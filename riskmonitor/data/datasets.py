@@ -216,10 +216,10 @@ def write_stats(conn: sa.Connection, merged: dict) -> None:
         for c in merged["missing"]])
 
 
-def read(conn: sa.Connection, config: Config, held_out: bool, after_id: int = 0, first: int = 0):
+def read(conn: sa.Connection, config: Config, held_out: bool, after_id: int = 0):
     """(rows of one side as a pyarrow Table, the id of the last): those stored after row id `after_id`,
-    from the `first`-th on, in the order they were stored."""
-    body, last, _ = read_lines(conn, held_out, after_id, first)
+    in the order they were stored."""
+    body, last, _ = read_lines(conn, held_out, after_id)
     return rows.parse(rows.header(config).encode() + b"\n" + body, config), last
 
 
@@ -234,22 +234,20 @@ def frame(conn: sa.Connection, config: Config, held_out: bool, pending: NewRows 
     return table.to_pandas()
 
 
-def read_lines(conn: sa.Connection, held_out: bool, after_id: int = 0, first: int = 0) -> tuple[bytes, int, int]:
-    """(the lines of one side stored after row id `after_id`, from the `first`-th on, each ended by a
-    newline; the id of the last, or after_id; how many): on the driver's cursor, which reads a
-    million lines in a fraction of the time SQLAlchemy's rows take."""
-    sql = ("SELECT id, line FROM dataset_rows WHERE held_out = %(side)s AND id > %(after)s ORDER BY id "
-           "LIMIT -1 OFFSET %(first)s")
+def read_lines(conn: sa.Connection, held_out: bool, after_id: int = 0) -> tuple[bytes, int, int]:
+    """(the lines of one side stored after row id `after_id`, each ended by a newline; the id of the last,
+    or after_id; how many): on the driver's cursor, which reads a million lines in a fraction of the
+    time SQLAlchemy's rows take."""
+    sql = "SELECT id, line FROM dataset_rows WHERE held_out = %(side)s AND id > %(after)s ORDER BY id"
     if conn.dialect.name == "postgresql":
-        sql = sql.replace("LIMIT -1 ", "")
         cursor = conn.connection.driver_connection.cursor(name=f"lines_{id(conn)}")  # a server-side cursor
         cursor.itersize = FETCH_ROWS
     else:
-        sql = sql.replace("%(side)s", ":side").replace("%(after)s", ":after").replace("%(first)s", ":first")
+        sql = sql.replace("%(side)s", ":side").replace("%(after)s", ":after")
         cursor = conn.connection.driver_connection.cursor()
     chunks, last, count = [], after_id, 0
     try:
-        cursor.execute(sql, {"side": held_out, "after": after_id, "first": first})
+        cursor.execute(sql, {"side": held_out, "after": after_id})
         while part := cursor.fetchmany(FETCH_ROWS):
             last, count = part[-1][0], count + len(part)
             chunks.append("\n".join([line for _, line in part] + [""]).encode())

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from riskmonitor.config import Config
-from riskmonitor.models.scoring import Confusion, counts_of
+from riskmonitor.model.scoring import Confusion, counts_of
 
 POOL_WINDOWS = (1, 3, None)  # the pooled test: the latest batch, the last three, all since deployment
 

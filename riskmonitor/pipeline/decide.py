@@ -7,8 +7,8 @@ from riskmonitor.data.datasets import NewRows
 from riskmonitor.data.stats import training_data
 from riskmonitor.drift import decisions, model_drift
 from riskmonitor.drift.decisions import Challenger, DataDrift, Gate, ModelDrift
-from riskmonitor.models.scoring import Confusion, confusion, evaluation_data, load_production_model
-from riskmonitor.models.training import train_and_save
+from riskmonitor.model.scoring import Confusion, confusion, evaluation_data, load_production_model
+from riskmonitor.model.training import train_and_save
 from riskmonitor.pipeline.work import Ingested, Stopwatch, Work
 from riskmonitor.store import db
 

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from riskmonitor import alerts
 from riskmonitor.config import Config
 from riskmonitor.drift import decisions
-from riskmonitor.models.registry import deploy_model
+from riskmonitor.model.registry import deploy_model
 from riskmonitor.store import db
 
 

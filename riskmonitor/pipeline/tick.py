@@ -12,8 +12,8 @@ from riskmonitor.config import Config, describe_error
 from riskmonitor.data import datasets, exports, ingest, rows
 from riskmonitor.drift import decisions
 from riskmonitor.drift.decisions import Decision
-from riskmonitor.models import registry
-from riskmonitor.models.training import model_path, record_model, reference_path
+from riskmonitor.model import registry
+from riskmonitor.model.training import model_path, record_model, reference_path
 from riskmonitor.pipeline.work import Found, Ingested, Stopwatch, TickResult, Work
 from riskmonitor.store import db
 
@@ -140,7 +140,7 @@ def _ingest(config: Config, engine, found: Found, clock: Stopwatch) -> Ingested:
 def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[str, list[dict]]:
     """Statistics of the data sets with the new rows, and data drift of the new rows against production's
     training data."""
-    from riskmonitor.reports import diagnostics
+    from riskmonitor.reporting import diagnostics
 
     return diagnostics.tick_diagnostics(config, ingested.new_data, ingested.stats,
                                         production.hex if production else None, engine)
@@ -177,7 +177,7 @@ def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
 
 def _report(config: Config, engine, run_hex: str) -> str:
     """Plots and the PDF of a committed tick; '' or why they failed (what the tick did stays recorded)."""
-    from riskmonitor.reports import report
+    from riskmonitor.reporting import report
 
     try:
         report.write_report(config, engine, run_hex)

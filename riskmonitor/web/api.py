@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from riskmonitor.drift import decisions as decision_records  # the module; decisions() is the route
-from riskmonitor.models import registry, serving
+from riskmonitor.model import registry, serving
 from riskmonitor.store import db, storage
 from riskmonitor.web import openapi
 from riskmonitor.web.inputs import feature_matrix, prediction_frame

@@ -9,7 +9,7 @@ from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from riskmonitor.config import Config, env_setting, load_config, setup_logging
-from riskmonitor.models import serving
+from riskmonitor.model import serving
 from riskmonitor.store import db, storage
 from riskmonitor.web import api, auth, dashboard
 from riskmonitor.web.state import database_trouble, ensure_schema, state

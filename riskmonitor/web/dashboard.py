@@ -9,8 +9,8 @@ from flask import Blueprint, abort, render_template, request, send_file, url_for
 from markupsafe import Markup, escape
 
 from riskmonitor.drift import decisions
-from riskmonitor.models import registry
-from riskmonitor.reports import plots, report
+from riskmonitor.model import registry
+from riskmonitor.reporting import plots, report
 from riskmonitor.store import db
 from riskmonitor.web.state import state
 

@@ -5,7 +5,7 @@ tests/test_openapi.py checks it against the app's routes; tests/fuzz_api.py fuzz
 import re
 
 from riskmonitor.drift import decisions
-from riskmonitor.reports import plots
+from riskmonitor.reporting import plots
 from riskmonitor.web.inputs import MAX_FILE_NAME
 
 JSON, CSV, TEXT = "application/json", "text/csv", "text/plain"

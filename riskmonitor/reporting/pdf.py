@@ -1,4 +1,4 @@
-"""The PDF report of one tick, laid out with reportlab from the Facts read for it (riskmonitor.reports.report)."""
+"""The PDF report of one tick, laid out with reportlab from the Facts read for it (riskmonitor.reporting.report)."""
 
 import io
 from dataclasses import dataclass

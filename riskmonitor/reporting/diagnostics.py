@@ -15,7 +15,7 @@ from riskmonitor.config import PROJECT_DIR, Config
 from riskmonitor.data import datasets
 from riskmonitor.data.stats import running_summary
 from riskmonitor.drift.data_drift import data_drift, training_reference
-from riskmonitor.models.scoring import load_production_model
+from riskmonitor.model.scoring import load_production_model
 from riskmonitor.store import db
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """A tick's report: the facts read from the database, the confusion matrix kept up to date, the
-charts in static/ and the PDF reports/report_<hex>.pdf (laid out by riskmonitor.reports.pdf)."""
+charts in static/ and the PDF reports/report_<hex>.pdf (laid out by riskmonitor.reporting.pdf)."""
 
 import json
 import logging
@@ -8,10 +8,10 @@ from pathlib import Path
 from riskmonitor.config import Config
 from riskmonitor.data import datasets
 from riskmonitor.drift import decisions
-from riskmonitor.models.scoring import evaluation_data
-from riskmonitor.reports import plots
-from riskmonitor.reports.diagnostics import model_predictions
-from riskmonitor.reports.pdf import F1_ROWS, Facts, render_pdf
+from riskmonitor.model.scoring import evaluation_data
+from riskmonitor.reporting import plots
+from riskmonitor.reporting.diagnostics import model_predictions
+from riskmonitor.reporting.pdf import F1_ROWS, Facts, render_pdf
 from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
