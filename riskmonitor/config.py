@@ -19,7 +19,9 @@ class Config:
     project_dir: Path
     database_url: str
     # Folders, relative to the project directory in config.json, absolute here (cron starts elsewhere).
-    input_folder_path: Path  # watched folder of incoming CSV files; never modified
+    # Where batches arrive, never modified: a local folder, an object-store URL (s3://bucket/prefix, read
+    # through fsspec), or None (uploads through the API only).
+    input_folder_path: Path | str | None
     output_folder_path: Path  # finaldata.csv: every valid ingested row, de-duplicated
     test_data_path: Path  # testdata.csv: held-out rows no model trains on
     output_model_path: Path  # every trained model, model_<hex>.pkl
@@ -50,7 +52,17 @@ class Config:
     keep_reports: int  # report PDFs kept in the database (the newest); the files in reports/ stay
     outdated_timeout_seconds: int  # bound on `pip list --outdated`, which needs the network; 0: no check
     tick_timeout_seconds: int  # a tick running longer fails (and /health reports a run running longer)
+    max_file_mb: int = 1024  # the largest input file or upload: a larger file is quarantined unread, an upload gets 413
     alert_webhook_url: str | None = None  # ALERT_WEBHOOK_URL (environment or .env): where alerts.py posts
+
+    @property
+    def input_folder(self) -> Path | None:
+        """The input folder when it is local; None for a bucket URL or uploads only."""
+        return self.input_folder_path if isinstance(self.input_folder_path, Path) else None
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * 1024 * 1024
 
     @property
     def finaldata_csv(self) -> Path:
@@ -71,6 +83,9 @@ class Config:
 
 _PATH_KEYS = {f.name for f in fields(Config) if f.type is Path} - {"project_dir"}
 _FILE_KEYS = {f.name for f in fields(Config)} - {"project_dir", "database_url", "alert_webhook_url"}
+# Keys added since the first release: an earlier config.json without them keeps loading.
+DEFAULTS = {"max_file_mb": 1024}
+BUCKET_SCHEMES = ("s3://",)  # object stores an input_folder_path URL may name (fsspec with s3fs)
 
 
 def normalize_database_url(url: str) -> str:
@@ -101,6 +116,7 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
     """Read project_dir/config.json; unknown or missing keys raise ValueError naming them."""
     project_dir = Path(project_dir).resolve()
     raw = json.loads((project_dir / "config.json").read_text(encoding="utf-8"))
+    raw = {**DEFAULTS, **raw}
     unknown, missing = set(raw) - _FILE_KEYS, _FILE_KEYS - set(raw)
     if unknown:
         raise ValueError(f"config.json: unknown key(s): {', '.join(sorted(unknown))}")
@@ -110,6 +126,7 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
         raise ValueError(f"config.json: drift_test must be one of {DRIFT_TESTS}, not {raw['drift_test']!r}")
     _check_ranges(raw)
     values = {k: project_dir / v if k in _PATH_KEYS else v for k, v in raw.items()}
+    values["input_folder_path"] = _input_folder(project_dir, raw["input_folder_path"])
     for key in ("features", "id_columns"):
         values[key] = tuple(values[key])
     url = normalize_database_url(database_url) if database_url else None
@@ -121,8 +138,24 @@ def load_config(project_dir: Path | str = PROJECT_DIR, database_url: str | None 
     )
 
 
+def _input_folder(project_dir: Path, value) -> Path | str | None:
+    """A folder relative to the project, a bucket URL as written, or None for uploads only."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"config.json: input_folder_path must be a folder, an s3:// URL or null, not {value!r}")
+    if "://" in value:
+        if not value.startswith(BUCKET_SCHEMES) or not value.split("://", 1)[1].strip("/"):
+            raise ValueError(f"config.json: input_folder_path must be a folder, an s3://bucket/prefix URL "
+                             f"or null, not {value!r}")
+        return value.rstrip("/")
+    return project_dir / value
+
+
 def _check_ranges(raw: dict) -> None:
     """Numbers whose meaning breaks outside a range fail loudly, naming the key."""
+    if isinstance(raw["max_file_mb"], bool) or not isinstance(raw["max_file_mb"], int) or raw["max_file_mb"] < 1:
+        raise ValueError(f"config.json: max_file_mb must be a whole number of MB, at least 1, not {raw['max_file_mb']!r}")
     for key in ("drift_confidence", "data_drift_confidence", "gate_confidence"):
         if not isinstance(raw[key], int | float) or not 0.5 <= raw[key] < 1:
             raise ValueError(f"config.json: {key} must be a number from 0.5 to below 1, not {raw[key]!r}")

@@ -5,7 +5,7 @@ import pytest
 from conftest import store_rows, stored_frames
 
 import datagen
-from riskmonitor.data import datasets, ingest, rows
+from riskmonitor.data import datasets, ingest, rows, sources
 from riskmonitor.store import db
 
 HEADER = b"corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
@@ -68,19 +68,27 @@ def test_merge_removes_exact_duplicates_and_never_loses_a_row(sqlite_project):
     assert merged.sort_values(key).to_numpy().tolist() == expected.sort_values(key).to_numpy().tolist()
 
 
+def find(config, known: set[str]) -> list[sources.NewFile]:
+    """The new files of the input folder (and uploads), as a tick finds them."""
+    engine = db.make_engine(config.database_url)
+    db.ensure_schema(engine)
+    with engine.connect() as conn:
+        return sources.find_new_files(config, conn, known, {})
+
+
 def test_a_renamed_copy_is_not_new(sqlite_project):
     datagen.generate(50, seed=1).to_csv(sqlite_project.input_folder_path / "a.csv", index=False)
-    found = ingest.find_new_files(sqlite_project, set(), {})
+    found = find(sqlite_project, set())
     (sqlite_project.input_folder_path / "b.csv").write_bytes((sqlite_project.input_folder_path / "a.csv").read_bytes())
-    assert [f.name for f in ingest.find_new_files(sqlite_project, set(), {})] == ["a.csv"]
-    assert ingest.find_new_files(sqlite_project, {found[0].sha256}, {}) == []
+    assert [f.name for f in find(sqlite_project, set())] == ["a.csv"]
+    assert find(sqlite_project, {found[0].sha256}) == []
 
 
 def test_only_visible_csv_files_are_watched(sqlite_project):
     folder = sqlite_project.input_folder_path
     for name in ("notes.txt", ".partial.csv", "UPPER.CSV", "data.csv"):
         (folder / name).write_bytes(HEADER + name.encode() + b",1,2,3,0\n")
-    assert [f.name for f in ingest.find_new_files(sqlite_project, set(), {})] == ["UPPER.CSV", "data.csv"]
+    assert [f.name for f in find(sqlite_project, set())] == ["UPPER.CSV", "data.csv"]
 
 
 # --- hardening (issue 11): no value stalls ingestion, no row goes wrong silently ------------------
@@ -142,7 +150,7 @@ def test_only_regular_files_are_read(sqlite_project, kind, tmp_path, request):
     else:
         path.symlink_to(tmp_path / "nothing-here")
     (folder / "good.csv").write_bytes(HEADER + b"ab,1,2,3,0\n")
-    found = ingest.find_new_files(sqlite_project, set(), {})  # never opens x.csv: a FIFO would block
+    found = find(sqlite_project, set())  # never opens x.csv: a FIFO would block
     assert [f.name for f in found] == ["good.csv", "x.csv"]
     engine = db.make_engine(sqlite_project.database_url)
     db.ensure_schema(engine)
@@ -152,7 +160,7 @@ def test_only_regular_files_are_read(sqlite_project, kind, tmp_path, request):
     assert records["good.csv"]["status"] == "ingested"
     assert records["x.csv"]["status"] == "quarantined"
     assert records["x.csv"]["error"].startswith("not a regular file: ")
-    again = ingest.find_new_files(sqlite_project, {f.sha256 for f in found}, {})
+    again = find(sqlite_project, {f.sha256 for f in found})
     assert again == []  # recorded once by its name and kind, skipped while it stays
 
 

@@ -9,13 +9,13 @@ import logging
 from contextlib import contextmanager
 
 from riskmonitor.config import Config, describe_error
-from riskmonitor.data import datasets, exports, ingest, rows
+from riskmonitor.data import datasets, exports, ingest, rows, sources
 from riskmonitor.drift import decisions
 from riskmonitor.drift.decisions import Decision
 from riskmonitor.model import registry
 from riskmonitor.model.training import model_path, record_model, reference_path
 from riskmonitor.pipeline.work import Found, Ingested, Stopwatch, TickResult, Work
-from riskmonitor.store import db
+from riskmonitor.store import db, uploads
 
 log = logging.getLogger(__name__)
 SCRIPT_TIMING = {"ingestion": "ingestion.py", "training": "training.py"}  # stages kept in script_timing
@@ -61,7 +61,7 @@ def _look(config: Config, engine, run_hex: str) -> Found:
         datasets.check_imported(conn)
         state = datasets.state(conn)  # read first: the commit checks that no other commit came after
         registry.restore_production_file(conn, config)
-        new_files = ingest.find_new_files(config, *db.known_files(conn))
+        new_files = sources.find_new_files(config, conn, *db.known_files(conn))
         return Found(new_files, db.production_model(conn), _unreported_run(conn, config), state)
 
 
@@ -163,7 +163,9 @@ def _commit(config: Config, engine, work: Work, read: datasets.State, stages: di
 
 def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
     """The rows of what the tick found and decided, in the caller's transaction."""
-    db.record_files(conn, work.hex, list(work.ingested.files) if work.ingested else [])
+    if work.ingested is not None:
+        db.record_files(conn, work.hex, list(work.ingested.files))
+        uploads.settle(conn, work.hex)
     for model_hex, counts, dataset in work.scores:
         db.record_f1(conn, work.hex, model_hex, counts.f1, dataset, counts.rows, counts.as_row())
     db.record_timing(conn, work.hex, {script: stages[stage] for stage, script in SCRIPT_TIMING.items() if stage in stages})

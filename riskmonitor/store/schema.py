@@ -262,6 +262,28 @@ dataset_state = sa.Table(
     sa.Column("imported_at", UTCDateTime),
 )
 
+# --- uploads: batches sent to POST /batches, waiting in the database for a tick ------------------
+# The record stays; the bytes (upload_chunks) are deleted by the commit that stores the file's rows.
+uploads = sa.Table(
+    "uploads", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),  # as sent (?name=): 1-255 printable characters ending .csv
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),  # bytes seen once, whoever sends them again
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("who", sa.Text),  # the client's address (and the proxies' it came through)
+    sa.Column("hex", sa.String(32), index=True),  # the run that ingested or quarantined it; NULL: waiting
+    sa.Column("rows", sa.Integer),  # rows it added (ingested_files.rows), once ingested
+)
+
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024  # an upload is stored in pieces: no value near PostgreSQL's 1 GB limit
+upload_chunks = sa.Table(
+    "upload_chunks", metadata,
+    sa.Column("upload_id", sa.Integer, sa.ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
 SQLITE_CACHE_KIB = 131_072  # SQLite's page cache (grown only as pages are read): a million random keys go into
 # dataset_rows' unique index twice as fast as with the default 2 MiB
 
@@ -281,7 +303,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0009"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0010"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK = 0x6472617401  # PostgreSQL advisory lock key ("drat"): one migration at a time
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 

@@ -9,12 +9,13 @@ import math
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from riskmonitor.drift import decisions as decision_records  # the module; decisions() is the route
 from riskmonitor.model import registry, serving
-from riskmonitor.store import db, storage
+from riskmonitor.store import db, storage, uploads
 from riskmonitor.web import openapi
-from riskmonitor.web.inputs import feature_matrix, prediction_frame
+from riskmonitor.web.inputs import CSV_TYPES, feature_matrix, prediction_frame, upload_name
 from riskmonitor.web.state import database_trouble, ensure_schema, stalled_run, state
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,29 @@ def prediction():
     # As jsonify writes it (keys sorted, compact), without its provider's overhead on the busiest route.
     body = json.dumps({"data": labels, "model": model_hex, "probabilities": probabilities}, separators=(",", ":"))
     return current_app.response_class(body + "\n", mimetype="application/json")
+
+
+@bp.post("/batches")
+def batches():
+    """Store a CSV batch (?name=NAME.csv) for the next tick, on any host: 201 when stored, 200 when these
+    bytes were seen before (uploaded, or read from the input folder). A write: never open without API_TOKEN."""
+    config = state("config")
+    if state("api_token") is None:
+        abort(403, description="uploads are refused while API_TOKEN is unset on the server: "
+                               "a write endpoint is never open")
+    name = upload_name(request.args.get("name"))
+    if request.mimetype not in CSV_TYPES:
+        abort(415, description="send the batch as a text/csv body")
+    request.max_content_length = config.max_file_bytes + 1  # one byte more: a chunked body over the limit is seen
+    try:
+        sha, size, stored = uploads.store(state("engine"), name, request.stream, config.max_file_bytes,
+                                          ", ".join(request.access_route)[:200])
+    except uploads.UploadTooLarge:
+        raise RequestEntityTooLarge() from None
+    except uploads.EmptyUpload as exc:
+        abort(400, description=str(exc))
+    log.info("upload %s (%d bytes, sha256 %s): %s", name, size, sha[:12], "stored" if stored else "seen before")
+    return jsonify(sha256=sha, name=name, bytes=size, stored=stored), 201 if stored else 200
 
 
 @bp.get("/scoring")

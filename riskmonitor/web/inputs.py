@@ -23,6 +23,7 @@ from riskmonitor.web.state import state
 log = logging.getLogger(__name__)
 CSV_TYPES = ("text/csv", "application/csv")
 MAX_FILE_NAME = 1024  # characters of a file_name (PATH_MAX is 4096 bytes, a name 255)
+MAX_UPLOAD_NAME = 255  # characters of an upload's name, as of a file name in the input folder
 
 
 def resolve_data_file(file_name, config: Config) -> Path:
@@ -35,7 +36,7 @@ def resolve_data_file(file_name, config: Config) -> Path:
     # Checked before the file system is touched: no absolute path, drive or parent step at all.
     if file_name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", file_name) or ".." in parts:
         abort(400, description="file_name must be a relative path inside the data folders, without '..'")
-    folders = [f.resolve() for f in (config.input_folder_path, config.output_folder_path, config.test_data_path)]
+    folders = [f.resolve() for f in (config.input_folder, config.output_folder_path, config.test_data_path) if f is not None]
     if not any(folder.is_dir() for folder in folders):  # a replica from a bare clone: it has only the database
         abort(404, description="this server has no data folders (it serves from the database only): "
                                "send records or a CSV body, or predict by file_name on the tick's host")
@@ -64,6 +65,22 @@ def read_data_file(path: Path) -> bytes:
         abort(404, description="the data file cannot be read")
     with os.fdopen(fd, "rb") as handle:
         return handle.read()
+
+
+def upload_name(name: str | None) -> str:
+    """?name= of an upload: 1-255 printable characters ending .csv, without a path separator (400 otherwise).
+    The messages never echo it: it is shown escaped where the uploads are listed."""
+    if not name:
+        abort(400, description="name is required: POST /batches?name=NAME.csv")
+    if len(name) > MAX_UPLOAD_NAME:
+        abort(400, description=f"name is too long: at most {MAX_UPLOAD_NAME} characters")
+    if not name.isprintable():
+        abort(400, description="name must be printable characters: no control characters or line breaks")
+    if "/" in name or "\\" in name:
+        abort(400, description="name must be a file name, without a path separator (/ or \\)")
+    if not name.lower().endswith(".csv"):
+        abort(400, description="name must end with .csv")
+    return name
 
 
 def frame_from_csv(data: bytes):

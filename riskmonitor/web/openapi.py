@@ -6,7 +6,7 @@ import re
 
 from riskmonitor.drift import decisions
 from riskmonitor.reporting import plots
-from riskmonitor.web.inputs import MAX_FILE_NAME
+from riskmonitor.web.inputs import MAX_FILE_NAME, MAX_UPLOAD_NAME
 
 JSON, CSV, TEXT = "application/json", "text/csv", "text/plain"
 
@@ -81,6 +81,8 @@ def _schemas(features: tuple[str, ...]) -> dict:
         "Prediction": _obj({"data": {"type": "array", "items": {"type": "integer", "enum": [0, 1]}},
                             "probabilities": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}},
                             "model": HEX}),
+        "Upload": _obj({"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "name": {"type": "string"},
+                        "bytes": {"type": "integer", "minimum": 1}, "stored": {"type": "boolean"}}),
         "Scoring": _obj({"data": NUMBER_OR_NULL, "model": HEX}),
         "SummaryStats": _obj({"data": _rows(4, ["string", "number", "null"], "[feature, mean, median, std] rows"),
                               "model": HEX}),
@@ -115,6 +117,7 @@ def _binary(description: str, media_type: str) -> dict:
     return _ok(description, media_type, {"type": "string", "format": "binary"})
 
 
+UPLOAD_NAME = r"^[^/\\\x00-\x1f\x7f-\x9f]*\.[cC][sS][vV]$"  # what inputs.upload_name accepts, near enough
 BROWSER_PATHS = {"/", "/charts/{name}.png", "/report"}  # auth.BROWSER_ENDPOINTS: HTTP Basic too
 UNAVAILABLE = "the database is unavailable (unreachable, or its file damaged)"
 NO_MODEL = "no model is deployed yet, or the database is unavailable"
@@ -137,6 +140,15 @@ def _operations() -> dict:
                                                                         "503": _error(UNAVAILABLE)})},
         "/prediction": {"post": ("predict churn for the rows of a data file, of JSON records or of a CSV body",
                                  prediction)},
+        "/batches": {"post": ("store a CSV batch for the next tick (needs API_TOKEN set on the server)", {
+            "201": {"description": "stored: the next tick ingests it", "content": {JSON: {"schema": _ref("Upload")}}},
+            **_ok("these bytes were seen before (uploaded or read from the input folder): not stored again",
+                  JSON, _ref("Upload")),
+            "400": _error("a missing or bad name (1-255 printable characters ending .csv, no path separator), "
+                          "or an empty body"),
+            "403": _error("API_TOKEN is unset on the server: uploads are refused"),
+            "413": _error("the body is over max_file_mb"), "415": _error("the body is not text/csv"),
+            "503": _error(UNAVAILABLE)})},
         "/scoring": {"get": ("the production model's F1 on the held-out test data",
                              {**_ok("its F1", JSON, _ref("Scoring")), "503": _error(NO_MODEL)})},
         "/summarystats": {"get": ("mean, median and std of each feature of the production model's training data",
@@ -171,6 +183,9 @@ def _parameters(path: str, features: tuple[str, ...]) -> list:
     if path in ("/runs", "/decisions"):
         return [{"name": "limit", "in": "query", "required": False, "description": "at most 500 are returned",
                  "schema": {"type": "integer", "minimum": 1, "default": 50}}]
+    if path == "/batches":
+        return [{"name": "name", "in": "query", "required": True, "description": "the batch's file name, e.g. 2026-12.csv",
+                 "schema": {"type": "string", "minLength": 4, "maxLength": MAX_UPLOAD_NAME, "pattern": UPLOAD_NAME}}]
     if path == "/charts/{name}.png":
         return [{"name": "name", "in": "path", "required": True, "schema": {"type": "string",
                                                                              "enum": list(plots.chart_files(features))}},
@@ -198,6 +213,9 @@ def document(features: tuple[str, ...], auth: bool) -> dict:
                 operation["parameters"] = parameters
             if path == "/prediction":
                 operation["requestBody"] = _request_body(features)
+            if path == "/batches":
+                operation["requestBody"] = {"required": True, "content": {CSV: {
+                    "schema": {"type": "string", "minLength": 1}, "example": f"{','.join(features)},exited\n12,150,20,0\n"}}}
             if auth and path != "/health":
                 operation["security"] = [{"bearer": []}, {"basic": []}] if path in BROWSER_PATHS else [{"bearer": []}]
                 operation["responses"]["401"] = {**_error("the API token is missing or wrong"), "headers": {
