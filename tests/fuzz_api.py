@@ -29,8 +29,10 @@ SCENARIOS = [(False, None), (False, TOKEN), (True, None), (True, TOKEN)]  # (a d
 # Valid by the schema, refused by the server: a file_name that is not a data file (400 for '..' and
 # absolute paths), CSV text that is not a table of numbers, numbers beyond float range.
 PREDICTION_ACCEPTS = ["2xx", "400", "403", "404", "503"]
+# A name the schema's pattern admits that is not printable (U+2028, say) gets 400; without API_TOKEN, 403.
+BATCHES_ACCEPT = ["2xx", "400", "403"]
 # the operations with parameters or a body
-WITH_INPUTS = {"POST /prediction", "GET /runs", "GET /decisions", "GET /charts/{name}.png"}
+WITH_INPUTS = {"POST /prediction", "POST /batches", "GET /runs", "GET /decisions", "GET /charts/{name}.png"}
 INTERPRETER_BUG = "AST constructor recursion depth mismatch"
 CONFIG = """
 hooks = "fuzz_checks"
@@ -39,6 +41,10 @@ hooks = "fuzz_checks"
 include-path = "/prediction"
 checks.positive_data_acceptance.expected-statuses = {prediction}
 checks.not_a_server_error.expected-statuses = {model_statuses}
+
+[[operations]]
+include-path = "/batches"
+checks.positive_data_acceptance.expected-statuses = {batches}
 
 [[operations]]
 include-path = ["/scoring", "/summarystats"]
@@ -95,7 +101,8 @@ def fuzz(url: str, token: str | None, model: bool, workdir: Path, examples: int)
     # Model endpoints answer the documented 503 until a model is deployed; any other 5xx is a failure.
     model_statuses = ["2xx", "3xx", "4xx"] if model else ["2xx", "3xx", "4xx", "503"]
     config = workdir / "schemathesis.toml"
-    config.write_text(CONFIG.format(model_statuses=json.dumps(model_statuses), prediction=json.dumps(PREDICTION_ACCEPTS)))
+    config.write_text(CONFIG.format(model_statuses=json.dumps(model_statuses), prediction=json.dumps(PREDICTION_ACCEPTS),
+                                  batches=json.dumps(BATCHES_ACCEPT)))
     command = [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
                f"{url}/openapi.json", "--checks", "all", "--max-examples", str(examples), "--seed", "11",
                "--workers", "1", "--request-timeout", "30", "--no-color",  # one thread: see INTERPRETER_BUG

@@ -1,6 +1,7 @@
 """The database is the whole state: a backup taken as docs/backup.md says, restored into a fresh database,
 holds every run, row, model and report, and a bare host ticks on from it."""
 
+import io
 import shutil
 import sqlite3
 import subprocess
@@ -9,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import add_csv, make_project, new_postgres_database
 
+import datagen
 from riskmonitor.pipeline.tick import run_tick
-from riskmonitor.store import db
+from riskmonitor.store import db, uploads
 
 TABLES = ("runs", "dataset_rows", "dataset_stats", "dataset_state", "ingested_files", "models", "deployments",
-          "artifacts", "decisions", "f1")
+          "artifacts", "decisions", "f1", "uploads", "upload_chunks")
 
 
 def snapshot(url: str) -> dict[str, list]:
@@ -60,6 +62,8 @@ def test_a_backup_restores_everything_and_a_bare_host_ticks_on(project, engine, 
     assert run_tick(project, engine).status == "deployed"
     add_csv(project, "flipped.csv", rows=1_000, seed=5, flip=1.0)
     assert run_tick(project, engine).status in db.WORK_STATUSES
+    waiting = datagen.generate(500, seed=9).to_csv(index=False).encode()  # an upload no tick has ingested yet
+    assert uploads.store(engine, "waiting.csv", io.BytesIO(waiting), project.max_file_bytes, "backup test")[2]
     before = snapshot(project.database_url)
     assert all(before[name] for name in TABLES), {name: len(rows) for name, rows in before.items()}
     with engine.connect() as conn:
@@ -73,6 +77,7 @@ def test_a_backup_restores_everything_and_a_bare_host_ticks_on(project, engine, 
     restored = db.make_engine(restore_target)
     tick = run_tick(host, restored)
     assert tick.status in db.WORK_STATUSES
+    assert "2 file(s) ingested, 1500 new row(s)" in tick.summary  # the waiting upload came through the restore
     with restored.connect() as conn:  # data drift too: the production model's reference is in the database
         assert len(db.run_rows(conn, db.data_drift, tick.hex)) == len(host.features)
     after = snapshot(restore_target)

@@ -87,7 +87,7 @@ def test_a_bad_upload_is_quarantined_like_a_file_and_keeps_its_bytes(client, upl
     assert tick.status == "deployed"
     assert "quarantined: no_label.csv (missing column(s): lastyear_activity, number_of_employees, exited)" in tick.summary
     kept = {u.name: u for u in table(engine, "uploads")}
-    assert kept["no_label.csv"].hex == tick.hex and kept["no_label.csv"].rows is None
+    assert (kept["no_label.csv"].hex, kept["no_label.csv"].rows) == (tick.hex, None)
     chunks = table(engine, "upload_chunks")
     assert [c.upload_id for c in chunks] == [kept["no_label.csv"].id]  # nothing the user sent is lost
 
@@ -165,7 +165,8 @@ def test_an_upload_over_max_file_mb_gets_413_chunked_or_not(uploads_only, monkey
                                  headers={**AUTH, "Transfer-Encoding": "chunked", "Content-Type": "text/csv"})):
         assert response.status_code == 413
         assert response.json["error"] == "upload too large: the limit is max_file_mb (1 MB)"
-    exactly = (b"corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n" + b"a,1,2,3,0\n" * 200_000)[:2**20]
+    exactly = (b"corporation,lastmonth_activity,lastyear_activity,number_of_employees,exited\n"
+               + b"a,1,2,3,0\n" * 200_000)[:2**20]
     assert upload(client, "one_mb.csv", exactly).status_code == 201  # the limit itself is allowed
     app.extensions["drat"]["engine"].dispose()
     assert [u.name for u in table(engine, "uploads")] == ["one_mb.csv"]

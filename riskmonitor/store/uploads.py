@@ -10,8 +10,8 @@ import tempfile
 
 import sqlalchemy as sa
 
-from riskmonitor.store.schema import UPLOAD_CHUNK_BYTES, ingested_files, upload_chunks, uploads
 from riskmonitor.store.db import now
+from riskmonitor.store.schema import UPLOAD_CHUNK_BYTES, ingested_files, upload_chunks, uploads
 
 READ_BYTES = 1 << 20  # the request body is read in pieces of this size
 

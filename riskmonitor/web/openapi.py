@@ -214,8 +214,11 @@ def document(features: tuple[str, ...], auth: bool) -> dict:
             if path == "/prediction":
                 operation["requestBody"] = _request_body(features)
             if path == "/batches":
+                # Any bytes are an upload (no "type"): a body that is not a usable CSV is stored, and the tick
+                # quarantines it as it would a file of the folder.
                 operation["requestBody"] = {"required": True, "content": {CSV: {
-                    "schema": {"type": "string", "minLength": 1}, "example": f"{','.join(features)},exited\n12,150,20,0\n"}}}
+                    "schema": {"minLength": 1, "description": "the batch's bytes, a CSV file as the input folder holds"},
+                    "example": f"corporation,{','.join(features)},exited\nabcd,12,150,20,0\n"}}}
             if auth and path != "/health":
                 operation["security"] = [{"bearer": []}, {"basic": []}] if path in BROWSER_PATHS else [{"bearer": []}]
                 operation["responses"]["401"] = {**_error("the API token is missing or wrong"), "headers": {
