@@ -141,6 +141,13 @@ def test_bad_names_get_400_without_echoing_them(client, engine, name, fragment):
     assert table(engine, "uploads") == []
 
 
+def test_a_body_that_is_not_text_csv_gets_415_saying_how(client, engine):
+    response = upload(client, "a.csv", batch(50), content_type="application/x-www-form-urlencoded")  # curl -d's default
+    assert response.status_code == 415
+    assert "-H 'Content-Type: text/csv' --data-binary @FILE.csv" in response.json["error"]
+    assert table(engine, "uploads") == []
+
+
 def test_a_hostile_name_is_stored_as_sent_and_shown_escaped(client, uploads_only, engine):
     name = "<img src=x onerror=alert(1)> & co.csv"
     assert upload(client, name, b"not,the,columns\n1,2,3\n").status_code == 201

@@ -62,7 +62,8 @@ def batches():
                                "a write endpoint is never open")
     name = upload_name(request.args.get("name"))
     if request.mimetype not in CSV_TYPES:
-        abort(415, description="send the batch as a text/csv body")
+        abort(415, description="send the batch as a text/csv body (Content-Type: text/csv; with curl, "
+                               "-H 'Content-Type: text/csv' --data-binary @FILE.csv)")
     request.max_content_length = config.max_file_bytes + 1  # one byte more: a chunked body over the limit is seen
     try:
         sha, size, stored = uploads.store(state("engine"), name, request.stream, config.max_file_bytes,
