@@ -270,7 +270,8 @@ def test_runs_newest_first_with_a_limit(client, deployed, project, engine):
 
 
 def test_decisions_newest_first_and_inside_each_run(client, deployed, project, engine):
-    add_csv(project, "flipped.csv", seed=5, flip=1.0)  # labels inverted: the production model drifts
+    # Labels inverted: the production model drifts; 1,500 rows hold enough held-out rows to judge a challenger.
+    add_csv(project, "flipped.csv", rows=1500, seed=5, flip=1.0)
     drifted = run_tick(project, engine)
     idle = run_tick(project, engine)
     records = client.get("/decisions").json["data"]
@@ -282,6 +283,8 @@ def test_decisions_newest_first_and_inside_each_run(client, deployed, project, e
     assert latest["new_f1"] < latest["drift_threshold"]
     assert (latest["champion_hex"], latest["challenger_hex"]) == (deployed.hex, drifted.hex)
     assert latest["deployed"] is (drifted.status == "deployed")
+    assert (latest["verdict"], latest["episode_outcome"]) == ("deployed", "deployed")
+    assert isinstance(latest["episode"], int)
     assert latest["created_at"].endswith("+00:00")
     assert isinstance(latest["drifted_features"], list)
     assert [d["hex"] for d in client.get("/decisions?limit=1").json["data"]] == [drifted.hex]

@@ -48,7 +48,7 @@ def dashboard_url(sqlite_project, tmp_path, monkeypatch):
     offline(monkeypatch, reports=True)
     engine = db.make_engine(sqlite_project.database_url)
     deploy(sqlite_project, engine)
-    add_csv(sqlite_project, "flipped.csv", rows=800, seed=9, flip=1.0)
+    add_csv(sqlite_project, "flipped.csv", rows=1200, seed=9, flip=1.0)  # enough held-out rows to judge a challenger
     (sqlite_project.input_folder_path / "broken.csv").write_text("only,wrong,columns\n1,2,3\n")
     run_tick(sqlite_project, engine)
     engine.dispose()
@@ -81,7 +81,7 @@ def test_dashboard_renders_in_chromium(browser, dashboard_url):
         assert "broken.csv" in text
         models = page.inner_text("h2:has-text('Models') + div.card")  # the models table, one row per model
         assert models.count("all data ingested until then") == 1  # the first model
-        assert "the latest 800 rows (rows" in models  # the drifted tick's challenger learned the recent window
+        assert "the latest 960 rows (rows" in models  # the drifted tick's challenger learned the recent window
         assert "by fullprocess.py" in models
         card = page.inner_text("#latest-decision")  # the drifted tick's record, not its message
         assert card.split()[0] == "drift"  # the model-drift verdict badge comes first

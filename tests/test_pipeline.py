@@ -443,7 +443,10 @@ def test_twenty_unchanged_ticks_of_2000_rows_give_at_most_one_alarm(sqlite_proje
     ticks = twenty_unchanged_ticks(sqlite_project)
     assert sum(t.status != "no_drift" for t in ticks) <= 1, [t.summary for t in ticks]
     assert all(t.decision.drift_test == "pooled" for t in ticks)
-    assert "of 20 batch(es) since deployment" in ticks[-1].drift.rule  # evidence pooled since deployment
+    # Evidence pooled since deployment: the latest 3 batches compared, the 17 before them in the reference.
+    assert ticks[-1].drift.rule.endswith("of 3 batch(es) since deployment; the reference pools 17 earlier batch(es) "
+                                         "with its own rows")
+    assert ticks[-1].drift.reference_rows > 17 * 2000
 
 
 def test_the_same_ticks_alarm_often_under_the_raw_test(sqlite_project, no_reports):
@@ -505,16 +508,89 @@ def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, en
     assert score_model(serving, fresh, project) > score_model(old, fresh, project) + 0.2
 
 
-def test_a_drift_window_too_small_to_judge_keeps_production_and_the_evidence(sqlite_project, no_reports):
+def small_ticks(config, engine, count: int, seed: int, **options) -> list:
+    """`count` ticks of one 200-row file each (datagen options), as bench/decisions.py feeds them."""
+    ticks = []
+    for number in range(count):
+        add_csv(config, f"batch_{seed}_{number}.csv", rows=200, seed=seed + number, **options)
+        ticks.append(run_tick(config, engine))
+    return ticks
+
+
+def alerts_sent(engine) -> list[str]:
+    with engine.connect() as conn:
+        return [event for event in conn.execute(sa.select(db.alert_attempts.c.event).order_by(db.alert_attempts.c.id)).scalars()]
+
+
+def test_a_late_flip_in_small_batches_is_one_episode_that_deploys_within_8_ticks(sqlite_project, no_reports, monkeypatch):
+    from riskmonitor import alerts
+
+    sent = []
+    monkeypatch.setattr(alerts, "send", lambda config, engine, run_hex, event, text, decision=None: sent.append(event))
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "first.csv", rows=10_000, seed=1)
+    first = run_tick(sqlite_project, engine)
+    quiet = small_ticks(sqlite_project, engine, 5, seed=100)  # unchanged: no episode
+    assert [t.status for t in quiet] == ["no_drift"] * 5, [t.summary for t in quiet]
+    changed = small_ticks(sqlite_project, engine, 8, seed=200, flip=1.0)
+    engine.dispose()
+    statuses = [t.status for t in changed]
+    assert "deployed" in statuses, [t.summary for t in changed]
+    deployed_at = statuses.index("deployed")
+    assert statuses[:deployed_at] == ["kept"] * deployed_at  # production stays while the evidence grows
+    before = [t.decision for t in changed[:deployed_at]]
+    assert all(d.challenger_hex is None for d in before)  # no challenger the gate cannot judge
+    assert all("no challenger until the gate can judge one" in t.summary for t in changed[:deployed_at])
+    episode = changed[deployed_at].decision.episode
+    assert episode is not None
+    assert [d.episode for d in before] == [episode] * deployed_at  # one episode from the drift to the deployment
+    assert changed[deployed_at].decision.episode_outcome == "deployed"
+    assert changed[deployed_at].decision.eval_rows >= 200  # judged on the episode's held-out rows
+    assert production(engine).hex == changed[deployed_at].hex != first.hex
+    assert sent == ["deployed", "drift", "deployed"]  # the first model; the episode opened, and its deployment
+
+
+def test_a_benign_shift_retrains_at_most_twice_in_6_ticks_and_is_acknowledged(sqlite_project, no_reports):
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "first.csv", rows=10_000, seed=3, rule="bands")
+    assert run_tick(sqlite_project, engine).status == "deployed"
+    # The bands rule ignores lastyear_activity: tripling it is data drift that costs the model nothing.
+    ticks = []
+    for number in range(6):
+        add_csv(sqlite_project, f"shifted_{number}.csv", rows=2000, seed=300 + number, rule="bands",
+                scale={"lastyear_activity": 3.0})
+        ticks.append(run_tick(sqlite_project, engine))
+    engine.dispose()
+    retrains = [t for t in ticks if t.decision.challenger_hex is not None]
+    assert 1 <= len(retrains) <= 2, [t.summary for t in ticks]
+    assert ticks[0].decision.data_drifted
+    outcomes = [t.decision.episode_outcome for t in ticks]
+    assert "acknowledged" in outcomes or "deployed" in outcomes, outcomes
+    if "acknowledged" in outcomes:  # the data-drift reference moved: the same shift is no longer drift
+        after = ticks[outcomes.index("acknowledged") + 1:]
+        assert all(not t.decision.data_drifted for t in after), [t.summary for t in after]
+
+
+def test_degrading_is_said_once_per_episode(sqlite_project, no_reports, monkeypatch):
+    """Labels that become noise: production's F1 falls and no challenger can beat it."""
+    from riskmonitor import alerts
+
+    sent = []
+    monkeypatch.setattr(alerts, "send", lambda config, engine, run_hex, event, text, decision=None: sent.append(event))
     engine = db.make_engine(sqlite_project.database_url)
     add_csv(sqlite_project, "first.csv", rows=10_000, seed=1)
     first = run_tick(sqlite_project, engine)
     ticks = []
-    for number in range(2):
-        add_csv(sqlite_project, f"flipped_{number}.csv", rows=200, seed=5 + number, flip=1.0)
+    for number in range(4):
+        add_csv(sqlite_project, f"noise_{number}.csv", rows=2000, seed=400 + number, flip=0.5)
         ticks.append(run_tick(sqlite_project, engine))
     engine.dispose()
-    assert [t.status for t in ticks] == ["kept", "kept"]
-    assert all("are too few to judge" in t.decision.deploy_reason for t in ticks)
-    assert "of 2 batch(es) since deployment" in ticks[1].drift.rule  # not restarted by the first kept
+    verdicts = [t.decision.verdict for t in ticks]
+    assert verdicts[:2] == ["kept", "degrading"], [t.summary for t in ticks]  # the second challenger that loses
+    assert "degrading: production's F1 has fallen and no challenger beats it" in ticks[1].summary
+    assert len({t.decision.episode for t in ticks}) == 1
+    assert all(t.decision.episode_outcome == "open" for t in ticks)
+    assert sent == ["deployed", "drift", "degrading"]  # the first model; then each outcome of the episode once
     assert production(engine).hex == first.hex
+    # Within the episode a challenger only when the evidence has doubled: 2,000 rows, then 4,000, then 8,000.
+    assert [t.decision.challenger_hex is not None for t in ticks] == [True, True, False, True]

@@ -5,6 +5,7 @@ import logging
 import math
 
 from riskmonitor.config import Config
+from riskmonitor.drift import episodes
 from riskmonitor.store import db
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,18 @@ def data_drift(new, reference, config: Config) -> list[dict]:
 
 
 def training_reference(engine, model_hex: str):
-    """The training features saved with a model (its reference, stored with it in the database by
-    training.record_model: any host reads it), or None if it has none."""
+    """The data-drift reference of the production model: the training features saved with it (stored in
+    the database by training.record_model: any host reads it), or, once a drift episode was acknowledged,
+    those of the episode's rows (saved with the challenger that the acknowledging tick kept); None if
+    there is none."""
     import gzip
     import io
 
     import pandas as pd
 
     with engine.connect() as conn:
-        stored = db.artifact(conn, "reference", model_hex)
+        acknowledged = episodes.acknowledged(conn, model_hex)
+        stored = db.artifact(conn, "reference", acknowledged.closed_hex if acknowledged else model_hex)
     if stored is None:
         log.warning("model %s has no training data reference in the database: data drift not computed", model_hex)
         return None

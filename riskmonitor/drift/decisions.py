@@ -104,6 +104,9 @@ class Decision:
     difference_high: float | None = None
     gate_rule: str | None = None
     gate_margin: float | None = None
+    verdict: str | None = None  # no_drift | deployed | kept | acknowledged | degrading
+    episode: int | None = None  # the drift episode (episodes.id), None outside one
+    episode_outcome: str | None = None  # open | deployed | acknowledged | returned
 
     @property
     def drift_found(self) -> bool:
@@ -140,10 +143,21 @@ class Decision:
 
 
 def tick_decision(run_hex: str, drift: ModelDrift | None, data: DataDrift | None, challenger: Challenger | None,
-                  gate: Gate | None, champion_hex: str | None) -> Decision:
-    """The record of a tick that scored new data or trained a model."""
-    values = dict(hex=run_hex, created_at=db.now(), decided_by="fullprocess.py", deployed=bool(gate and gate.deploy),
-                  deploy_reason=gate.reason if gate else "no drift: the production model stays, nothing was trained")
+                  gate: Gate | None, champion_hex: str | None, episode=None) -> Decision:
+    """The record of a tick that scored new data or trained a model (`episode`: its episodes.Step; the
+    episode's id is set by the commit that writes it)."""
+    deployed = bool(gate and gate.deploy)
+    verdict = episode.extra["verdict"] if episode else "deployed" if deployed else "kept" if gate else "no_drift"
+    if gate:
+        reason = gate.reason
+    elif episode and episode.outcome == "open":
+        reason = ("drift episode open: production stays until its rows hold enough held-out rows for the gate "
+                  "to judge a challenger, or twice the rows of the last one")
+    else:
+        reason = "no drift: the production model stays, nothing was trained"
+    values = dict(hex=run_hex, created_at=db.now(), decided_by="fullprocess.py", deployed=deployed,
+                  deploy_reason=reason, verdict=verdict, episode=episode.episode.id if episode else None,
+                  episode_outcome=episode.outcome if episode else None)
     if drift:
         values.update(drift_test=drift.test, new_f1=drift.new_f1, new_rows=drift.new_rows,
                       reference_f1=drift.reference_f1, reference_rows=drift.reference_rows,
@@ -221,9 +235,27 @@ def gate_text(d: Decision) -> str:
     return f"new model F1 {_f(d.challenger_f1)} on {_f(d.eval_rows, ',')} held-out rows vs {versus}: {outcome}"
 
 
+EPISODE_TEXT = {
+    "degrading": "degrading: production's F1 has fallen and no challenger beats it (roll back, approve or retrain by hand)",
+    "acknowledged": "drift acknowledged: production stays, and its references move to the new rows",
+    "returned": "the data returned: the drift episode is over",
+}
+
+
+def episode_text(d: Decision) -> str:
+    """Where the tick left its drift episode; '' outside one."""
+    if d.episode_outcome is None:
+        return ""
+    if d.verdict in EPISODE_TEXT or d.episode_outcome in EPISODE_TEXT:
+        return EPISODE_TEXT.get(d.verdict) or EPISODE_TEXT[d.episode_outcome]
+    if d.verdict == "kept" and d.challenger_hex is None:
+        return "drift episode open: no challenger until the gate can judge one"
+    return ""
+
+
 def summary(ingest_text: str, decision: Decision | None) -> str:
     """runs.message: one line for a person, written from the values (nothing reads it back)."""
     parts = [ingest_text] if ingest_text else []
     if decision is not None:
-        parts += [drift_text(decision), data_drift_text(decision), gate_text(decision)]
+        parts += [drift_text(decision), data_drift_text(decision), gate_text(decision), episode_text(decision)]
     return "; ".join(p for p in parts if p)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from riskmonitor.config import Config
 from riskmonitor.model.scoring import Confusion, counts_of
 
-POOL_WINDOWS = (1, 3, None)  # the pooled test: the latest batch, the last three, all since deployment
+# The pooled test: the latest batch, the last three, and all the batches it has (since deployment or an
+# acknowledged episode; older batches outside any drift episode are pooled into the reference instead).
+POOL_WINDOWS = (1, 3, None)
 
 
 @dataclass(frozen=True)

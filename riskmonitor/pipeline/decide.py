@@ -5,7 +5,7 @@ from riskmonitor.config import Config
 from riskmonitor.data import datasets
 from riskmonitor.data.datasets import NewRows
 from riskmonitor.data.stats import training_data
-from riskmonitor.drift import decisions, model_drift
+from riskmonitor.drift import decisions, episodes, model_drift
 from riskmonitor.drift.decisions import Challenger, DataDrift, Gate, ModelDrift
 from riskmonitor.model.scoring import Confusion, confusion, evaluation_data, load_production_model
 from riskmonitor.model.training import train_and_save
@@ -14,25 +14,59 @@ from riskmonitor.store import db
 
 
 def decide(config: Config, engine, run_hex: str, production, ingested: Ingested, rows: dict, force: bool,
-            clock: Stopwatch) -> Work:
-    """The drift verdicts, and the challenger and the gate's decision when the tick retrains."""
-    drift = batch = challenger = gate = None
-    if production is not None and not ingested.new_data.empty:
-        with clock("drift_check"):
-            drift, batch = _check_drift(config, engine, production, ingested.new_data)
+           clock: Stopwatch, stored_rows: int = 0) -> Work:
+    """The drift verdicts, the drift episode they open, carry or end, and the challenger and the gate's
+    decision when the tick retrains (`stored_rows`: the data sets' rows before this tick's)."""
+    drift = batch = challenger = gate = episode = None
+    if production is not None:
+        with engine.connect() as conn:
+            episode = episodes.current(conn, production.hex)
+        if not ingested.new_data.empty:
+            with clock("drift_check"):
+                drift, batch = _check_drift(config, engine, production, ingested.new_data)
     data_drift = _data_drift(config, rows)
+    found = bool((drift and drift.drifted) or (data_drift and data_drift.drifted and config.data_drift_retrains))
+    new_rows = len(ingested.new_data)
+    if episode is None and found and production is not None:  # drift opens an episode: its first batch is
+        window = drift.new_rows if drift and drift.drifted else new_rows  # the first the drift test pooled
+        episode = episodes.Episode(None, stored_rows + new_rows - window)
+    window = episode.rows(stored_rows, new_rows) if episode else None
     reason = _retrain_reason(config, production, drift, data_drift, force)
+    if episode is not None and not force:
+        reason = (reason or "drift episode: more evidence") if episodes.retrain_due(config, episode, window) else None
     if reason is not None:  # only a retrain reads the history: it trains on it, and describes it exactly
         with engine.connect() as conn:
             final = datasets.frame(conn, config, False, ingested.new)  # all training rows, this tick's last
         rows = {**rows, **training_data(final, config)}
-        window = _retrain_window(config, production, drift, data_drift, ingested.new_data)
+        window = window if episode is not None else _retrain_window(config, production, drift, data_drift, ingested.new_data)
         model, challenger = _train(config, run_hex, final, reason, window, clock)
         with clock("evaluation"):
             gate = _evaluate(config, engine, production, model, window, bool(drift and drift.drifted), ingested.new)
+    step = _episode_step(config, episode, window, found, drift, gate) if episode is not None else None
     champion = production.hex if production is not None else None
-    decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion)
-    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision, batch)
+    decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion, step)
+    return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision, batch, episode=step)
+
+
+def _episode_step(config: Config, episode: episodes.Episode, window: int, found: bool, drift: ModelDrift | None,
+                  gate: Gate | None) -> episodes.Step:
+    """Where the tick leaves its episode, and the alerts it sends for it (one per episode and outcome)."""
+    challenger_rows = window if gate is not None else episode.challenger_rows
+    judged = gate is not None and gate.champion_counts is not None
+    if gate is not None and gate.deploy:
+        outcome, verdict = "deployed", "deployed"
+    elif judged and not (drift and drift.drifted):  # kept with enough evidence, production's F1 has not fallen
+        outcome, verdict = "acknowledged", "acknowledged"
+    elif judged:  # production's F1 fell and the challenger lost: the second time in a row, no better model
+        outcome, verdict = "open", "degrading" if episode.challenger_rows is not None else "kept"
+    elif not found and episode.quiet + 1 >= episodes.QUIET_TICKS:
+        outcome, verdict = "returned", "no_drift"
+    else:
+        outcome, verdict = "open", "kept"
+    wanted = [*(["drift"] if episode.id is None else []), *(["degrading"] if verdict == "degrading" else [])]
+    alerts = tuple(event for event in wanted if event not in episode.alerted)
+    reference = gate.champion_counts if outcome == "acknowledged" else None
+    return episodes.Step(episode, outcome, challenger_rows, alerts, reference, {"verdict": verdict})
 
 
 def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:
@@ -48,15 +82,30 @@ def _check_drift(config: Config, engine, production, new_data):
     """Score the production model on the new rows and apply the configured drift test to them and to its
     earlier batches since deployment: (ModelDrift, this batch's scoring.Confusion)."""
     with engine.connect() as conn:
-        earlier = [Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in db.batches_since_deployment(conn, production.hex)]
+        acknowledged = episodes.acknowledged(conn, production.hex)
+        earlier = db.batches_since(conn, production.hex, acknowledged.closed_hex if acknowledged else None)
         _, model = load_production_model(conn, config)
     batch = confusion(model, new_data, config)
-    has_counts = production.tp is not None  # a model recorded before counts were kept has only its F1
-    reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if has_counts else None
-    verdict = model_drift.detect_model_drift([*earlier, batch], production.f1_score, reference, config)
+    if acknowledged is not None:  # the references moved to the acknowledged episode's rows
+        reference = episodes.reference_counts(acknowledged)
+    else:  # a model recorded before counts were kept has only its F1
+        reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if production.tp is not None else None
+    counts = [Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in earlier]
+    if reference is not None and config.drift_test == "pooled":
+        # A sharper reference: the batches older than the windows the test compares, outside any drift
+        # episode, are evidence of the same regime; pooled into the reference, its error shrinks.
+        old = len(earlier) - (model_drift.POOL_WINDOWS[-2] - 1)
+        absorbed = [c for row, c in zip(earlier[:max(old, 0)], counts, strict=False) if row.episode is None]
+        reference = sum(absorbed, reference)
+        pooled = f"; the reference pools {len(absorbed)} earlier batch(es) with its own rows" if absorbed else ""
+        counts = [c for i, (row, c) in enumerate(zip(earlier, counts, strict=True)) if i >= old or row.episode is not None]
+    else:
+        pooled = ""
+    reference_f1 = reference.f1 if reference is not None else production.f1_score
+    verdict = model_drift.detect_model_drift([*counts, batch], reference_f1, reference, config)
     drift = ModelDrift(test=verdict.test, new_f1=verdict.f1, new_rows=verdict.rows, reference_f1=verdict.reference_f1,
                        reference_rows=reference.rows if reference else None, threshold=verdict.threshold,
-                       drifted=verdict.drifted, rule=verdict.rule, std_error=verdict.std_error)
+                       drifted=verdict.drifted, rule=verdict.rule + pooled, std_error=verdict.std_error)
     return drift, batch
 
 

@@ -5,12 +5,13 @@ What only a tick with new data needs (deciding, diagnostics, the report, alerts)
 used: a tick with nothing to do loads the store, the data sets and the registry alone.
 """
 
+import dataclasses
 import logging
 from contextlib import contextmanager
 
 from riskmonitor.config import Config, describe_error
 from riskmonitor.data import datasets, exports, ingest, rows, sources
-from riskmonitor.drift import decisions
+from riskmonitor.drift import decisions, episodes
 from riskmonitor.drift.decisions import Decision
 from riskmonitor.model import registry
 from riskmonitor.model.training import model_path, record_model, reference_path
@@ -30,7 +31,7 @@ def run_tick(config: Config, engine, force: bool = False) -> TickResult:
             try:
                 work = _work(config, engine, run_hex, found, force, clock)
                 with clock("record"):
-                    _commit(config, engine, work, found.state, clock.stages)
+                    work = _commit(config, engine, work, found.state, clock.stages)
             except datasets.LostRace as exc:  # the other tick's commit stands; this one leaves nothing behind
                 _remove_unrecorded_model(config, run_hex)
                 work = Work(run_hex, lost=str(exc))
@@ -121,7 +122,7 @@ def _work(config: Config, engine, run_hex: str, found: Found, force: bool, clock
         diagnosed = _diagnose(config, engine, found.production, ingested)
     from riskmonitor.pipeline.decide import decide
 
-    return decide(config, engine, run_hex, found.production, ingested, diagnosed, force, clock)
+    return decide(config, engine, run_hex, found.production, ingested, diagnosed, force, clock, found.state.rows)
 
 
 def _ingest(config: Config, engine, found: Found, clock: Stopwatch) -> Ingested:
@@ -146,7 +147,7 @@ def _diagnose(config: Config, engine, production, ingested: Ingested) -> dict[st
                                         production.hex if production else None, engine)
 
 
-def _commit(config: Config, engine, work: Work, read: datasets.State, stages: dict[str, float]) -> None:
+def _commit(config: Config, engine, work: Work, read: datasets.State, stages: dict[str, float]) -> Work:
     """The tick's one transaction: its new rows, what it found and decided, the deployment, and its status.
 
     A tick that found files or trained commits only if no other commit came after the data sets' state it
@@ -155,14 +156,16 @@ def _commit(config: Config, engine, work: Work, read: datasets.State, stages: di
     with engine.begin() as conn:
         if work.ingested is not None or work.challenger is not None:
             datasets.commit(conn, config, work.ingested.new if work.ingested else None, work.hex, read)
-        _record(conn, config, work, stages)
+        work = _record(conn, config, work, stages)
         if work.status == "deployed":  # the production file is replaced first, the flags flip in this transaction
             registry.deploy_model(conn, config, work.challenger.hex, work.hex, "fullprocess.py", work.summary)
         db.finish_run(conn, work.hex, work.status, work.summary)
+    return work
 
 
-def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
-    """The rows of what the tick found and decided, in the caller's transaction."""
+def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> Work:
+    """The rows of what the tick found and decided, in the caller's transaction; the work as recorded (a
+    new drift episode's id in its decision)."""
     if work.ingested is not None:
         db.record_files(conn, work.hex, list(work.ingested.files))
         uploads.settle(conn, work.hex)
@@ -173,8 +176,12 @@ def _record(conn, config: Config, work: Work, stages: dict[str, float]) -> None:
         c, counts = work.challenger, work.gate.challenger_counts
         record_model(conn, config, work.hex, c.path, c.sha256, counts.f1, c.train_rows, counts.as_row(), c.first_row)
     db.record_diagnostics(conn, work.hex, work.diagnostics)
+    if work.episode is not None:  # a new episode gets its id here: the decision names it
+        episode_id = episodes.write(conn, work.episode, work.hex, work.champion_hex)
+        work = dataclasses.replace(work, decision=dataclasses.replace(work.decision, episode=episode_id))
     if work.decision is not None:
         decisions.record(conn, work.decision)
+    return work
 
 
 def _report(config: Config, engine, run_hex: str) -> str:
@@ -196,7 +203,9 @@ def _report(config: Config, engine, run_hex: str) -> str:
 def _announce(config: Config, engine, work: Work) -> None:
     """Tell a person about drift and a deployment: one message for the tick."""
     events = []
-    if work.decision is not None and work.decision.drift_found:
+    if work.episode is not None:  # one alert per episode and outcome: drift when it opens, degrading once
+        events += work.episode.alerts
+    elif work.decision is not None and work.decision.drift_found:  # drift that opened no episode (the first model)
         events.append("drift")
     if work.status == "deployed":
         events.append("deployed")

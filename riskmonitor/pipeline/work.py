@@ -47,6 +47,7 @@ class Work:
     decision: Decision | None = None
     batch: object = None  # scoring.Confusion of the production model on this tick's new rows
     lost: str = ""  # why the commit stored nothing: another tick committed first (datasets.LostRace)
+    episode: object = None  # episodes.Step: the drift episode this tick opened, carried or ended
 
     @property
     def status(self) -> str:
@@ -55,6 +56,8 @@ class Work:
             return "no_new_data"
         if self.gate is not None:
             return "deployed" if self.gate.deploy else "kept"
+        if self.episode is not None and self.episode.outcome == "open":
+            return "kept"  # drift is open: production stays while the evidence grows
         if self.ingested is not None and not self.ingested.new_data.empty:
             return "no_drift"
         return "no_new_data"

@@ -30,6 +30,7 @@ from riskmonitor.store.schema import (  # noqa: F401 - the schema, for callers o
     deployments,
     drop_tables,
     ensure_schema,
+    episodes,
     f1,
     feature_stats,
     ingested_files,
@@ -139,14 +140,18 @@ def production_model(conn: sa.Connection):
     return conn.execute(sa.select(models).where(models.c.is_production)).first()
 
 
-def batches_since_deployment(conn: sa.Connection, model_hex: str) -> list:
-    """The production model's scores on new data since it was last deployed or kept by the gate,
-    oldest first, with their confusion counts (rows recorded without counts are left out: they
-    cannot be pooled). After the gate kept it, the evidence that led there has been acted on."""
-    deployed = (sa.select(sa.func.max(f1.c.id))
-                .where(f1.c.model_hex == model_hex, f1.c.is_production | (f1.c.dataset == "gate")).scalar_subquery())
-    query = (sa.select(f1.c.f1_score, f1.c.rows, *(f1.c[c] for c in COUNTS))
-             .where(f1.c.model_hex == model_hex, f1.c.dataset == "newdata", f1.c.id > deployed, f1.c.tp.is_not(None))
+def batches_since(conn: sa.Connection, model_hex: str, since_hex: str | None = None) -> list:
+    """The production model's scores on new data since it was last deployed (or since the run `since_hex`,
+    which acknowledged a drift episode: the references moved there), oldest first, with their confusion
+    counts and the drift episode each tick belonged to (rows recorded without counts are left out: they
+    cannot be pooled)."""
+    start = (sa.select(sa.func.max(f1.c.id)).where(f1.c.hex == since_hex) if since_hex else
+             sa.select(sa.func.max(f1.c.id)).where(f1.c.model_hex == model_hex, f1.c.is_production)).scalar_subquery()
+    episode = (sa.select(decisions.c.episode).where(decisions.c.hex == f1.c.hex).limit(1)
+               .correlate(f1).scalar_subquery())
+    query = (sa.select(f1.c.f1_score, f1.c.rows, *(f1.c[c] for c in COUNTS), episode.label("episode"))
+             .where(f1.c.model_hex == model_hex, f1.c.dataset == "newdata", f1.c.id > sa.func.coalesce(start, 0),
+                    f1.c.tp.is_not(None))
              .order_by(f1.c.id))
     return conn.execute(query).all()
 

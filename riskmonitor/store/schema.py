@@ -187,6 +187,26 @@ decisions = sa.Table(
     sa.Column("gate_margin", sa.Float),
     sa.Column("deployed", sa.Boolean, nullable=False),
     sa.Column("deploy_reason", sa.Text),
+    sa.Column("verdict", sa.String(20)),  # no_drift | deployed | kept | acknowledged | degrading (NULL before 0011)
+    sa.Column("episode", sa.Integer),  # the drift episode the tick belongs to (episodes.id); NULL outside one
+    sa.Column("episode_outcome", sa.String(20)),  # open | deployed | acknowledged | returned
+)
+
+# A drift episode: opened by a drift verdict, its rows are every batch since the drift began (the
+# challenger's window and the gate's evidence, growing across ticks), ended by a deployment, by an
+# acknowledgement (kept with enough evidence: the references move to its rows) or by the data returning.
+episodes = sa.Table(
+    "episodes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_hex", sa.String(32), nullable=False),  # the production model it is about
+    sa.Column("opened_hex", sa.String(32), nullable=False),  # the run that found the drift
+    sa.Column("start_rows", sa.BigInteger, nullable=False),  # data-set rows before its first batch
+    sa.Column("status", sa.String(20), nullable=False),  # open | deployed | acknowledged | returned
+    sa.Column("closed_hex", sa.String(32)),
+    sa.Column("challenger_rows", sa.BigInteger),  # its rows when the last challenger was trained
+    sa.Column("alerted", sa.Text),  # JSON list of the alert events sent for it (one per outcome)
+    # Acknowledged: the production model's counts on the episode's held-out rows, its new F1 reference.
+    *(sa.Column(f"reference_{count}", sa.Integer) for count in COUNTS),
 )
 
 # Every POST of an alert (alerts.py): the webhook's host only, never its URL, which may carry a secret.
@@ -303,7 +323,7 @@ def make_engine(url: str) -> sa.Engine:
 
 # --- the schema's revision (Alembic owns the schema: migrations/) -----------------------------
 
-SCHEMA_REVISION = "0010"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
+SCHEMA_REVISION = "0011"  # the newest revision in migrations/versions (tests/test_migrations.py checks it)
 MIGRATION_LOCK = 0x6472617401  # PostgreSQL advisory lock key ("drat"): one migration at a time
 alembic_version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32)))
 
