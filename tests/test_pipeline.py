@@ -594,3 +594,18 @@ def test_degrading_is_said_once_per_episode(sqlite_project, no_reports, monkeypa
     assert production(engine).hex == first.hex
     # Within the episode a challenger only when the evidence has doubled: 2,000 rows, then 4,000, then 8,000.
     assert [t.decision.challenger_hex is not None for t in ticks] == [True, True, False, True]
+
+
+def test_an_episode_whose_data_returns_ends_as_returned(sqlite_project, no_reports):
+    engine = db.make_engine(sqlite_project.database_url)
+    add_csv(sqlite_project, "first.csv", rows=10_000, seed=3, rule="bands")
+    assert run_tick(sqlite_project, engine).status == "deployed"
+    blip = small_ticks(sqlite_project, engine, 1, seed=500, rule="bands", scale={"lastyear_activity": 3.0})
+    assert (blip[0].decision.data_drifted, blip[0].status) == (True, "kept"), blip[0].summary  # opened; too few rows to judge
+    after = small_ticks(sqlite_project, engine, 3, seed=600, rule="bands")
+    engine.dispose()
+    assert [t.decision.episode_outcome for t in after] == ["open", "open", "returned"], [t.summary for t in after]
+    assert {t.decision.episode for t in [*blip, *after]} == {blip[0].decision.episode}
+    assert after[-1].status == "no_drift"
+    assert "the data returned: the drift episode is over" in after[-1].summary
+    assert all(t.decision.challenger_hex is None for t in [*blip, *after])  # nothing to judge, nothing trained

@@ -55,10 +55,10 @@ class Step:
 
 
 def current(conn: sa.Connection, model_hex: str) -> Episode | None:
-    """The open episode of the production model, or None."""
-    row = conn.execute(sa.select(db.episodes).where(db.episodes.c.model_hex == model_hex,
-                                                   db.episodes.c.status == "open")
-                       .order_by(db.episodes.c.id.desc()).limit(1)).first()
+    """The open episode of the production model in its current period in production, or None."""
+    row = conn.execute(sa.select(db.episodes).where(
+        db.episodes.c.model_hex == model_hex, db.episodes.c.status == "open", _since_deployed(model_hex, "opened_hex"))
+        .order_by(db.episodes.c.id.desc()).limit(1)).first()
     if row is None:
         return None
     recent = conn.execute(sa.select(db.decisions.c.model_drifted, db.decisions.c.data_drifted)
@@ -73,16 +73,22 @@ def current(conn: sa.Connection, model_hex: str) -> Episode | None:
 
 
 def acknowledged(conn: sa.Connection, model_hex: str):
-    """The latest acknowledged episode of the model since it was last deployed (its reference counts and
-    the run that closed it), or None: the model's references are those it was deployed with."""
-    deployed = (sa.select(sa.func.max(db.deployments.c.id)).where(db.deployments.c.model_hex == model_hex)
-                .scalar_subquery())
-    deployed_hex = sa.select(db.deployments.c.hex).where(db.deployments.c.id == deployed).scalar_subquery()
-    since = sa.select(sa.func.min(db.runs.c.id)).where(db.runs.c.hex == deployed_hex).scalar_subquery()
-    closed_run = sa.select(db.runs.c.id).where(db.runs.c.hex == db.episodes.c.closed_hex).scalar_subquery()
+    """The latest acknowledged episode of the model in its current period in production (its reference
+    counts and the run that closed it), or None: the model's references are those it was deployed with."""
     return conn.execute(sa.select(db.episodes).where(
         db.episodes.c.model_hex == model_hex, db.episodes.c.status == "acknowledged",
-        sa.or_(since.is_(None), closed_run > since)).order_by(db.episodes.c.id.desc()).limit(1)).first()
+        _since_deployed(model_hex, "closed_hex")).order_by(db.episodes.c.id.desc()).limit(1)).first()
+
+
+def _since_deployed(model_hex: str, column: str):
+    """The episode's run (opened_hex or closed_hex) came after the model's latest deployment: an episode of
+    an earlier period in production (before a rollback and a redeployment) is over."""
+    latest = sa.select(sa.func.max(db.deployments.c.id)).where(db.deployments.c.model_hex == model_hex).scalar_subquery()
+    deployed_run = (sa.select(db.runs.c.id).where(db.runs.c.hex == sa.select(db.deployments.c.hex)
+                                                  .where(db.deployments.c.id == latest).scalar_subquery())
+                    .scalar_subquery())
+    episode_run = sa.select(db.runs.c.id).where(db.runs.c.hex == db.episodes.c[column]).scalar_subquery()
+    return sa.or_(deployed_run.is_(None), episode_run > deployed_run)
 
 
 def reference_counts(row) -> Confusion:
