@@ -177,7 +177,7 @@ def tick_decision(run_hex: str, drift: ModelDrift | None, data: DataDrift | None
 def hand_decision(run_hex: str, model, production, decided_by: str, reason: str | None) -> Decision:
     """The record of a deployment by hand: models rows of the deployed model and of the one it replaces."""
     return Decision(
-        hex=run_hex, created_at=db.now(), decided_by=decided_by, reason=reason, deployed=True,
+        hex=run_hex, created_at=db.now(), decided_by=decided_by, reason=reason, deployed=True, verdict="deployed",
         deploy_reason=f"deployed by hand with {decided_by}" + (f": {reason}" if reason else ""),
         challenger_hex=model.hex, challenger_f1=model.f1_score, gate_rule="by hand",
         champion_hex=production.hex if production else None, champion_f1=production.f1_score if production else None,
