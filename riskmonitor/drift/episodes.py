@@ -10,7 +10,7 @@ evidence, so that small batches add up to a window the gate can judge. It ends i
 - `returned`: three ticks in a row found neither model nor data drift.
 
 While it is open, a tick trains a challenger only when the gate can judge one (enough held-out rows) and
-the evidence has doubled since the last challenger; when the gate keeps production while its F1 has
+the evidence has grown by half since the last challenger; when the gate keeps production while its F1 has
 fallen, for the second time in the episode, the verdict is `degrading` (no better model). At most one
 alert per episode and outcome.
 """
@@ -100,12 +100,16 @@ def can_judge(config: Config, rows: int) -> bool:
     return round(rows * config.test_fraction) >= round(config.retrain_window_min_rows * config.test_fraction)
 
 
+GROWTH = 1.5  # within an episode, the next challenger once its rows have grown by half since the last
+
+
 def retrain_due(config: Config, episode: Episode, rows: int) -> bool:
-    """A challenger only when the gate can judge it, and when the evidence has doubled since the last."""
+    """A challenger only when the gate can judge it, and when the evidence has grown by half since the last
+    (doubling waited too long in 200-row batches: a second challenger after a first loss came at tick 10)."""
     if not can_judge(config, rows):
         return False
     return episode.challenger_rows is None or not can_judge(config, episode.challenger_rows) \
-        or rows >= 2 * episode.challenger_rows
+        or rows >= GROWTH * episode.challenger_rows
 
 
 def write(conn: sa.Connection, step: Step, run_hex: str, model_hex: str) -> int:
