@@ -508,25 +508,26 @@ def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, en
     assert score_model(serving, fresh, project) > score_model(old, fresh, project) + 0.2
 
 
-def small_ticks(config, engine, count: int, seed: int, **options) -> list:
-    """`count` ticks of one 200-row file each (datagen options), as bench/decisions.py feeds them."""
+def small_ticks(config, engine, count: int, seed: int, rows: int = 200, **options) -> list:
+    """`count` ticks of one file each (200 rows unless told; datagen options), as bench/decisions.py feeds them."""
     ticks = []
     for number in range(count):
-        add_csv(config, f"batch_{seed}_{number}.csv", rows=200, seed=seed + number, **options)
+        add_csv(config, f"batch_{seed}_{number}.csv", rows=rows, seed=seed + number, **options)
         ticks.append(run_tick(config, engine))
     return ticks
 
 
-def alerts_sent(engine) -> list[str]:
-    with engine.connect() as conn:
-        return [event for event in conn.execute(sa.select(db.alert_attempts.c.event).order_by(db.alert_attempts.c.id)).scalars()]
-
-
-def test_a_late_flip_in_small_batches_is_one_episode_that_deploys_within_8_ticks(sqlite_project, no_reports, monkeypatch):
+@pytest.fixture
+def sent(monkeypatch) -> list[str]:
+    """The events of each alert the ticks send (one message each), instead of sending them."""
     from riskmonitor import alerts
 
-    sent = []
-    monkeypatch.setattr(alerts, "send", lambda config, engine, run_hex, event, text, decision=None: sent.append(event))
+    events = []
+    monkeypatch.setattr(alerts, "send", lambda config, engine, run_hex, event, text, decision=None: events.append(event))
+    return events
+
+
+def test_a_late_flip_in_small_batches_is_one_episode_that_deploys_within_8_ticks(sqlite_project, no_reports, sent):
     engine = db.make_engine(sqlite_project.database_url)
     add_csv(sqlite_project, "first.csv", rows=10_000, seed=1)
     first = run_tick(sqlite_project, engine)
@@ -555,11 +556,7 @@ def test_a_benign_shift_retrains_at_most_twice_in_6_ticks_and_is_acknowledged(sq
     add_csv(sqlite_project, "first.csv", rows=10_000, seed=3, rule="bands")
     assert run_tick(sqlite_project, engine).status == "deployed"
     # The bands rule ignores lastyear_activity: tripling it is data drift that costs the model nothing.
-    ticks = []
-    for number in range(6):
-        add_csv(sqlite_project, f"shifted_{number}.csv", rows=2000, seed=300 + number, rule="bands",
-                scale={"lastyear_activity": 3.0})
-        ticks.append(run_tick(sqlite_project, engine))
+    ticks = small_ticks(sqlite_project, engine, 6, seed=300, rows=2000, rule="bands", scale={"lastyear_activity": 3.0})
     engine.dispose()
     retrains = [t for t in ticks if t.decision.challenger_hex is not None]
     assert 1 <= len(retrains) <= 2, [t.summary for t in ticks]
@@ -571,19 +568,12 @@ def test_a_benign_shift_retrains_at_most_twice_in_6_ticks_and_is_acknowledged(sq
         assert all(not t.decision.data_drifted for t in after), [t.summary for t in after]
 
 
-def test_degrading_is_said_once_per_episode(sqlite_project, no_reports, monkeypatch):
+def test_degrading_is_said_once_per_episode(sqlite_project, no_reports, sent):
     """Labels that become noise: production's F1 falls and no challenger can beat it."""
-    from riskmonitor import alerts
-
-    sent = []
-    monkeypatch.setattr(alerts, "send", lambda config, engine, run_hex, event, text, decision=None: sent.append(event))
     engine = db.make_engine(sqlite_project.database_url)
     add_csv(sqlite_project, "first.csv", rows=10_000, seed=1)
     first = run_tick(sqlite_project, engine)
-    ticks = []
-    for number in range(4):
-        add_csv(sqlite_project, f"noise_{number}.csv", rows=2000, seed=400 + number, flip=0.5)
-        ticks.append(run_tick(sqlite_project, engine))
+    ticks = small_ticks(sqlite_project, engine, 4, seed=400, rows=2000, flip=0.5)
     engine.dispose()
     verdicts = [t.decision.verdict for t in ticks]
     assert verdicts[:2] == ["kept", "degrading"], [t.summary for t in ticks]  # the second challenger that loses

@@ -147,12 +147,12 @@ def tick_decision(run_hex: str, drift: ModelDrift | None, data: DataDrift | None
     """The record of a tick that scored new data or trained a model (`episode`: its episodes.Step; the
     episode's id is set by the commit that writes it)."""
     deployed = bool(gate and gate.deploy)
-    verdict = episode.extra["verdict"] if episode else "deployed" if deployed else "kept" if gate else "no_drift"
+    verdict = episode.verdict if episode else "deployed" if deployed else "kept" if gate else "no_drift"
     if gate:
         reason = gate.reason
     elif episode and episode.outcome == "open":
         reason = ("drift episode open: production stays until its rows hold enough held-out rows for the gate "
-                  "to judge a challenger, or twice the rows of the last one")
+                  "to judge a challenger, or half as many again as the last one's")
     else:
         reason = "no drift: the production model stays, nothing was trained"
     values = dict(hex=run_hex, created_at=db.now(), decided_by="fullprocess.py", deployed=deployed,
@@ -246,11 +246,10 @@ def episode_text(d: Decision) -> str:
     """Where the tick left its drift episode; '' outside one."""
     if d.episode_outcome is None:
         return ""
-    if d.verdict in EPISODE_TEXT or d.episode_outcome in EPISODE_TEXT:
-        return EPISODE_TEXT.get(d.verdict) or EPISODE_TEXT[d.episode_outcome]
-    if d.verdict == "kept" and d.challenger_hex is None:
+    text = EPISODE_TEXT.get(d.verdict) or EPISODE_TEXT.get(d.episode_outcome)
+    if text is None and d.verdict == "kept" and d.challenger_hex is None:
         return "drift episode open: no challenger until the gate can judge one"
-    return ""
+    return text or ""
 
 
 def summary(ingest_text: str, decision: Decision | None) -> str:

@@ -16,7 +16,7 @@ alert per episode and outcome.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
@@ -48,10 +48,10 @@ class Step:
 
     episode: Episode
     outcome: str  # open | deployed | acknowledged | returned
+    verdict: str  # the tick's: kept | deployed | acknowledged | degrading | no_drift
     challenger_rows: int | None  # as it stands after this tick
     alerts: tuple[str, ...] = ()  # the alert events this tick sends for it (not sent before)
     reference: Confusion | None = None  # acknowledged: production's new F1 reference
-    extra: dict = field(default_factory=dict)
 
 
 def current(conn: sa.Connection, model_hex: str) -> Episode | None:
@@ -95,9 +95,14 @@ def reference_counts(row) -> Confusion:
     return Confusion(*(getattr(row, f"reference_{c}") for c in db.COUNTS))
 
 
+def held_out_needed(config: Config) -> int:
+    """The held-out rows the gate needs to judge a challenger: those of retrain_window_min_rows rows."""
+    return round(config.retrain_window_min_rows * config.test_fraction)
+
+
 def can_judge(config: Config, rows: int) -> bool:
     """Whether a window of `rows` new rows holds enough held-out rows for the gate."""
-    return round(rows * config.test_fraction) >= round(config.retrain_window_min_rows * config.test_fraction)
+    return round(rows * config.test_fraction) >= held_out_needed(config)
 
 
 GROWTH = 1.5  # within an episode, the next challenger once its rows have grown by half since the last

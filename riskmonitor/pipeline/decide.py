@@ -66,7 +66,7 @@ def _episode_step(config: Config, episode: episodes.Episode, window: int, found:
     wanted = [*(["drift"] if episode.id is None else []), *(["degrading"] if verdict == "degrading" else [])]
     alerts = tuple(event for event in wanted if event not in episode.alerted)
     reference = gate.champion_counts if outcome == "acknowledged" else None
-    return episodes.Step(episode, outcome, challenger_rows, alerts, reference, {"verdict": verdict})
+    return episodes.Step(episode, outcome, verdict, challenger_rows, alerts, reference)
 
 
 def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None:
@@ -90,17 +90,16 @@ def _check_drift(config: Config, engine, production, new_data):
         reference = episodes.reference_counts(acknowledged)
     else:  # a model recorded before counts were kept has only its F1
         reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if production.tp is not None else None
-    counts = [Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in earlier]
-    if reference is not None and config.drift_test == "pooled":
-        # A sharper reference: the batches older than the windows the test compares, outside any drift
-        # episode, are evidence of the same regime; pooled into the reference, its error shrinks.
-        old = len(earlier) - (model_drift.POOL_WINDOWS[-2] - 1)
-        absorbed = [c for row, c in zip(earlier[:max(old, 0)], counts, strict=False) if row.episode is None]
-        reference = sum(absorbed, reference)
-        pooled = f"; the reference pools {len(absorbed)} earlier batch(es) with its own rows" if absorbed else ""
-        counts = [c for i, (row, c) in enumerate(zip(earlier, counts, strict=True)) if i >= old or row.episode is not None]
-    else:
-        pooled = ""
+    # A sharper reference (pooled test): the batches older than the windows the test compares, outside any
+    # drift episode, are evidence of the same regime; pooled into the reference, its error shrinks.
+    sharpen = reference is not None and config.drift_test == "pooled"
+    recent_from = len(earlier) - (model_drift.POOL_WINDOWS[-2] - 1)  # the last three, with this tick's batch
+    counts, absorbed = [], []
+    for number, row in enumerate(earlier):
+        old = sharpen and number < recent_from and row.episode is None
+        (absorbed if old else counts).append(Confusion(*(getattr(row, c) for c in db.COUNTS)))
+    reference = sum(absorbed, reference) if sharpen else reference
+    pooled = f"; the reference pools {len(absorbed)} earlier batch(es) with its own rows" if absorbed else ""
     reference_f1 = reference.f1 if reference is not None else production.f1_score
     verdict = model_drift.detect_model_drift([*counts, batch], reference_f1, reference, config)
     drift = ModelDrift(test=verdict.test, new_f1=verdict.f1, new_rows=verdict.rows, reference_f1=verdict.reference_f1,
@@ -157,7 +156,7 @@ def _evaluate(config: Config, engine, production, model, window: int | None, aft
     if production is None:
         return Gate(new.f1, None, new.rows, rule="first model", deploy=True, challenger_counts=new,
                     reason="no model in production: the first model is deployed")
-    needed = round(config.retrain_window_min_rows * config.test_fraction)
+    needed = episodes.held_out_needed(config)
     if window is not None and len(held_out) < needed:  # no gate yet: the drift evidence keeps accumulating
         return Gate(new.f1, None, new.rows, rule="too few recent held-out rows", deploy=False, challenger_counts=new,
                     reason=f"kept: {len(held_out)} held-out rows of the latest {window} new rows are too few to "

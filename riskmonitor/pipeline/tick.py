@@ -205,7 +205,7 @@ def _announce(config: Config, engine, work: Work) -> None:
     events = []
     if work.episode is not None:  # one alert per episode and outcome: drift when it opens, degrading once
         events += work.episode.alerts
-    elif work.decision is not None and work.decision.drift_found:  # drift that opened no episode (the first model)
+    elif work.decision is not None and work.decision.drift_found:  # data drift that opens none (data_drift_retrains off)
         events.append("drift")
     if work.status == "deployed":
         events.append("deployed")
