@@ -72,19 +72,32 @@ def _deliver(url: str, body: bytes, attempts: list[dict]) -> None:
 
 
 def _post(url: str, body: bytes) -> tuple[int | None, str | None]:
-    """(HTTP status, None) on a 2xx answer, else (status or None, why it failed)."""
+    """(HTTP status, None) on a 2xx answer, else (status or None, why it failed). A redirect is a failed
+    attempt, never followed: a 3xx is not delivery, and the body must not go where the URL did not say.
+    Credentials in the URL (https://user:password@host/...) are sent as HTTP Basic authentication."""
+    import base64
     import urllib.error  # the HTTP client (20 ms) only when an alert goes out: a quiet tick never loads it
     import urllib.request
 
-    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310 - http(s) only (webhook_host)
-                                     headers={"Content-Type": "application/json", "User-Agent": "risk-monitor-alerts"})
+    parts = urllib.parse.urlsplit(url)
+    headers = {"Content-Type": "application/json", "User-Agent": "risk-monitor-alerts"}
+    if parts.username is not None:
+        secret = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(secret.encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 - http(s) only (webhook_host)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):  # a 3xx stays an answer: urllib raises it as HTTPError
+        def redirect_request(self, *args):
+            return None
+
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310 - http(s) only (webhook_host)
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=TIMEOUT_SECONDS) as response:
             response.read(65536)
             return response.status, None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:  # 4xx/5xx: an answer, recorded as such
+    except urllib.error.HTTPError as exc:  # 3xx/4xx/5xx: an answer, recorded as such
         exc.close()
-        return exc.code, f"HTTP {exc.code}"
+        return exc.code, f"HTTP {exc.code}" + (" (a redirect, not followed)" if 300 <= exc.code < 400 else "")
     except (urllib.error.URLError, OSError, ValueError) as exc:  # refused, unresolvable, timed out, bad answer
         reason = getattr(exc, "reason", exc)
         return None, f"{type(reason).__name__}: {reason}"[:500]

@@ -6,6 +6,7 @@ import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -26,7 +27,7 @@ def call(base: str, path: str, body: dict | None = None, timeout: float = 60,
         base + path, data=data, method="GET" if body is None else "POST", headers=headers)
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (see above)
+        with urllib.request.build_opener(_TokenStaysHome).open(request, timeout=timeout) as response:
             return response.status, response.headers.get_content_type(), response.read(), time.perf_counter() - started
     except urllib.error.HTTPError as exc:
         raise ApiError(f"{request.method} {path} answered {exc.code}: {_error_message(exc)}") from None
@@ -35,6 +36,22 @@ def call(base: str, path: str, body: dict | None = None, timeout: float = 60,
         raise ApiError(f"cannot reach the API at {base}: {reason}") from None
     except (OSError, http.client.HTTPException) as exc:  # reset, timed out or cut off mid-answer
         raise ApiError(f"{request.method} {path} failed: {exc or type(exc).__name__}") from None
+
+
+class _TokenStaysHome(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect, but send the bearer token only to the origin (scheme, host, port) it was given for:
+    an API or a proxy that redirects elsewhere never learns it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _origin(url: str) -> tuple:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

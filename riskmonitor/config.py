@@ -97,12 +97,13 @@ def normalize_database_url(url: str) -> str:
 
 
 def env_setting(project_dir: Path, name: str) -> str | None:
-    """A setting from the environment, else from project_dir/.env (never committed), else None; empty is unset."""
-    value = os.environ.get(name)
+    """A setting from the environment, else from project_dir/.env (never committed), else None; surrounding
+    whitespace is no part of it (a padded API_TOKEN would lock everyone out), and empty is unset."""
+    value = (os.environ.get(name) or "").strip()
     if not value and (project_dir / ".env").is_file():
         from dotenv import dotenv_values  # only when there is a .env to read
 
-        value = dotenv_values(project_dir / ".env").get(name)
+        value = (dotenv_values(project_dir / ".env").get(name) or "").strip()
     return value or None
 
 

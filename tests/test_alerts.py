@@ -31,18 +31,23 @@ def _offline(monkeypatch):
 
 
 @contextmanager
-def webhook(answer: str):
-    """A webhook on 127.0.0.1 that answers 200 ("ok"), 500 ("error") or never ("silent");
-    yields its URL (with a secret path) and the JSON bodies it received."""
+def webhook(answer: str, requests: list | None = None):
+    """A webhook on 127.0.0.1 that answers 200 ("ok"), 500 ("error"), 302 to another path ("redirect")
+    or never ("silent"); yields its URL (with a secret path) and the JSON bodies it received. `requests`
+    gets each request's (path, headers)."""
     received, release = [], threading.Event()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            if requests is not None:
+                requests.append((self.path, dict(self.headers)))
             if answer == "silent":
                 release.wait(60)  # holds the connection without a byte of answer until the test ends
                 return
-            self.send_response(200 if answer == "ok" else 500)
+            self.send_response({"ok": 200, "redirect": 302}.get(answer, 500))
+            if answer == "redirect":
+                self.send_header("Location", "/elsewhere")
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -194,6 +199,35 @@ def test_without_a_webhook_nothing_is_sent_and_a_bad_url_is_recorded(sqlite_proj
     bad = dataclasses.replace(sqlite_project, alert_webhook_url="file:///etc/passwd")
     assert [a["error"] for a in alerts.send(bad, engine, None, "test", "text")] == ["ALERT_WEBHOOK_URL is not an http(s) URL"]
     assert [(a.host, a.status_code) for a in attempts(engine)] == [("-", None)]
+    engine.dispose()
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_never_followed(sqlite_project):
+    engine = db.make_engine(sqlite_project.database_url)
+    db.ensure_schema(engine)
+    requests = []
+    with webhook("redirect", requests) as (url, received):
+        sent = alerts.send(dataclasses.replace(sqlite_project, alert_webhook_url=url), engine, None, "test", "text")
+    assert [(a["status_code"], a["error"]) for a in sent] == [(302, "HTTP 302 (a redirect, not followed)")] * 2
+    assert [path for path, _ in requests] == [f"/services/{WEBHOOK_PATH}"] * 2  # never /elsewhere
+    assert [(a.status_code, a.error is not None) for a in attempts(engine)] == [(302, True), (302, True)]
+    engine.dispose()
+
+
+def test_credentials_in_the_webhook_url_are_sent_as_basic_authentication(sqlite_project):
+    import base64
+
+    engine = db.make_engine(sqlite_project.database_url)
+    db.ensure_schema(engine)
+    requests = []
+    with webhook("ok", requests) as (url, received):
+        with_credentials = url.replace("http://", "http://alerts:p%40ss@")
+        sent = alerts.send(dataclasses.replace(sqlite_project, alert_webhook_url=with_credentials), engine, None,
+                           "test", "text")
+    assert [a["status_code"] for a in sent] == [200]
+    (path, headers), = requests
+    assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")) == b"alerts:p@ss"
+    assert [a.host for a in attempts(engine)] == [url.split("/")[2]]  # never the credentials
     engine.dispose()
 
 

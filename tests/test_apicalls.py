@@ -121,3 +121,45 @@ def test_a_client_written_like_the_original_writes_its_report(project, engine, s
     assert {line.split()[1] for line in lines if line.startswith("missing ")} >= set(project.features)
     assert {line.split()[1] for line in lines if line.startswith("timing ")} == {"ingestion.py", "training.py"}
     assert list(project.project_dir.glob("{*")) == []  # no file named after an error's JSON text
+
+
+def test_the_token_is_never_sent_to_another_origin():
+    """A redirect to another origin (here localhost instead of 127.0.0.1) is followed without the token; one
+    to the same origin keeps it."""
+    import http.server
+    import threading
+
+    from riskmonitor import client
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.headers["Host"].split(":")[0], self.path, self.headers.get("Authorization")))
+            if self.path in ("/away", "/home"):
+                target = f"http://localhost:{port}/landed" if self.path == "/away" else "/landed"
+                self.send_response(302)
+                self.send_header("Location", target)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client.call_json(f"http://127.0.0.1:{port}", "/away", token="s3cret")  # noqa: S106 (a test token)
+        client.call_json(f"http://127.0.0.1:{port}", "/home", token="s3cret")  # noqa: S106
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("127.0.0.1", "/away", "Bearer s3cret"), ("localhost", "/landed", None),
+                    ("127.0.0.1", "/home", "Bearer s3cret"), ("127.0.0.1", "/landed", "Bearer s3cret")]

@@ -578,10 +578,33 @@ def test_a_browser_opens_the_dashboard_with_http_basic(project, deployed, monkey
     app.extensions["drat"]["engine"].dispose()
 
 
-def test_no_api_token_means_open(project, deployed, monkeypatch):
-    monkeypatch.setenv("API_TOKEN", "")  # empty is unset
-    app = create_app(project)
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_no_api_token_means_open_and_says_so_once(project, deployed, monkeypatch, caplog, empty):
+    monkeypatch.setenv("API_TOKEN", empty)  # empty (or blank) is unset
+    with caplog.at_level("WARNING", logger="riskmonitor.web.app"):
+        app = create_app(project)
+    assert [r.getMessage() for r in caplog.records if "API_TOKEN" in r.getMessage()] == [
+        "API_TOKEN is not set: the API is open to anyone who can reach it (uploads refused)"]
     client = app.test_client()
     for method, url in every_route(app):
         assert call(client, method, url, {}).status_code not in (401, 500), url
+    app.extensions["drat"]["engine"].dispose()
+
+
+@pytest.mark.parametrize("source", ["environment", ".env"])
+def test_a_padded_token_is_the_token(project, deployed, monkeypatch, caplog, source):
+    """Whitespace around the setting (a stray space in .env, a newline from a secrets file) and around the
+    header's token is no part of it."""
+    if source == "environment":
+        monkeypatch.setenv("API_TOKEN", f"  {TOKEN}\n")
+    else:
+        monkeypatch.delenv("API_TOKEN", raising=False)
+        (project.project_dir / ".env").write_text(f"API_TOKEN=' {TOKEN} '\n")
+    with caplog.at_level("WARNING", logger="riskmonitor.web.app"):
+        app = create_app(project)
+    assert not [r for r in caplog.records if "API_TOKEN" in r.getMessage()]
+    client = app.test_client()
+    assert client.get("/scoring", headers={"Authorization": f"Bearer  {TOKEN} "}).status_code == 200
+    assert client.get("/scoring", headers=bearer()).status_code == 200
+    assert client.get("/scoring").status_code == 401
     app.extensions["drat"]["engine"].dispose()

@@ -31,6 +31,23 @@ def test_unusable_files_are_refused_with_the_reason(sqlite_project, data, reason
     assert error.startswith(reason)
 
 
+@pytest.mark.parametrize("written", [b"1", b"1.0", b"1e0", b" 1 ", b'"1"', b"+1"])
+def test_a_label_is_the_number_one_however_it_is_written(sqlite_project, written):
+    """As the README says: a label is the number 0 or 1, written as any number is; stored as an integer."""
+    frame, error = ingest.read_valid_rows(HEADER + b"ab,1,2,3,0.0\ncd,1,2,3," + written + b"\n", sqlite_project)
+    assert error is None
+    labels = frame.to_pandas()["exited"]
+    assert labels.tolist() == [0, 1]
+    assert str(labels.dtype) == "int64"
+
+
+@pytest.mark.parametrize(("written", "found"), [(b"0.5", "0.5"), (b"-1", "-1"), (b"1.0000001", "1.0000001")])
+def test_a_label_that_is_not_0_or_1_is_refused(sqlite_project, written, found):
+    frame, error = ingest.read_valid_rows(HEADER + b"ab,1,2,3,0\ncd,1,2,3," + written + b"\n", sqlite_project)
+    assert frame is None
+    assert error == f"label exited must be 0 or 1, found {found} (line 3)"
+
+
 def test_valid_file_keeps_the_configured_columns_in_order(sqlite_project):
     data = b"exited,extra,number_of_employees,lastyear_activity,lastmonth_activity,corporation\n1,x,3,2,1,ab\n"
     frame, error = ingest.read_valid_rows(b"\xef\xbb\xbf" + data, sqlite_project)  # a BOM is fine

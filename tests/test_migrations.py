@@ -226,6 +226,37 @@ def test_a_database_that_is_behind_is_refused_by_scripts_and_the_api(tmp_path, d
     app.extensions["drat"]["engine"].dispose()
 
 
+def test_a_database_of_a_newer_release_is_refused_in_one_line(tmp_path, database_url):
+    """A database that a newer release upgraded (a revision this code has no migration for): every script,
+    dbsetup.py included, and the API refuse it in one line, and nothing is changed."""
+    engine = db.make_engine(database_url)
+    db.ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.update(db.alembic_version).values(version_num="0099"))
+    root = current_code(tmp_path / "project")
+    shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
+    expected = f"the database is at revision 0099, newer than this code ({db.SCHEMA_REVISION}): install the newer release"
+    for name in ("dbsetup.py", "fullprocess.py", "ingestion.py", "training.py"):
+        result = script(root, database_url, name, check=False)
+        assert result.returncode == 1, name
+        assert expected in result.stderr, (name, result.stderr)
+        assert "Traceback" not in result.stderr and "run python dbsetup.py" not in result.stderr, (name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
+    from riskmonitor.config import load_config
+
+    app = create_app(load_config(root, database_url=database_url))
+    client = app.test_client()
+    for path in ("/health", "/scoring", "/"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert expected in response.json["error"], path
+    with engine.connect() as conn:
+        assert db.schema_revision(conn) == "0099"
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.runs)).scalar() == 0
+    app.extensions["drat"]["engine"].dispose()
+    engine.dispose()
+
+
 FIRST_USE = """
 import sys, time
 sys.path.insert(0, sys.argv[1])

@@ -202,7 +202,7 @@ def checked_rows(data: bytes, ids, names, label: str):
     bad = ~labels.isin([0, 1])
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        found = "a missing value" if labels.isna().iloc[row] else f"{labels.iloc[row]:g}"
+        found = "a missing value" if labels.isna().iloc[row] else f"{labels.iloc[row]:.15g}"
         raise InvalidData(f"label {label} must be 0 or 1, found {found} ({LINES.name(row)})")
     rows[label] = labels.astype("int64")
     for name in ids:

@@ -352,9 +352,17 @@ def ensure_schema(engine: sa.Engine) -> None:
     if empty:
         upgrade(engine.url.render_as_string(hide_password=False))
         return
+    refuse_newer(current)
     found = f"at revision {current}" if current else "from the first release (no revision)"
     raise SchemaOutOfDate(f"the database is {found}, the code needs revision {SCHEMA_REVISION}: "
                           "run python dbsetup.py to upgrade it")
+
+
+def refuse_newer(revision: str | None) -> None:
+    """A revision this code has no migration for was written by a newer release: nothing here may touch it."""
+    if revision is not None and not any((PROJECT_DIR / "migrations" / "versions").glob(f"{revision}_*.py")):
+        raise SchemaOutOfDate(f"the database is at revision {revision}, newer than this code ({SCHEMA_REVISION}): "
+                              "install the newer release")
 
 
 def migration_engine(url: str) -> sa.Engine:
@@ -402,6 +410,7 @@ def upgrade(url: str, adopt_first_release: bool = False) -> tuple[str | None, st
         with engine.begin() as conn:
             lock_migrations(conn)
             before = schema_revision(conn)
+            refuse_newer(before)
             config = alembic_config(conn)
             if before is None and set(metadata.tables) & set(sa.inspect(conn).get_table_names()):
                 if not adopt_first_release:

@@ -28,6 +28,8 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     app.extensions["drat"] = {"config": config, "engine": db.make_engine(config.database_url),
                               "models": serving.ModelCache(), "schema_ready": False,
                               "api_token": env_setting(config.project_dir, "API_TOKEN")}
+    if app.extensions["drat"]["api_token"] is None:
+        log.warning("API_TOKEN is not set: the API is open to anyone who can reach it (uploads refused)")
     ensure_schema(app, at_startup=True)
     _register_errors(app)
     app.before_request(auth.require_token)  # first: nothing about the database to a client without the token
