@@ -122,7 +122,7 @@ def test_symbolic_links_are_followed_and_refused_when_they_leave(client, deploye
     (project.input_folder_path / "alias.csv").symlink_to(project.testdata_csv)  # stays inside: allowed
     opened = []
     read_data_file = inputs.read_data_file
-    monkeypatch.setattr(inputs, "read_data_file", lambda path: opened.append(path) or read_data_file(path))
+    monkeypatch.setattr(inputs, "read_data_file", lambda path, limit: opened.append(path) or read_data_file(path, limit))
     for file_name in ("sourcedata/link.csv", "testdata/linkdir/clients.csv"):
         response = predict(client, file_name=file_name)
         assert_error(response, 403, "not inside the data folders", project)
@@ -133,6 +133,41 @@ def test_symbolic_links_are_followed_and_refused_when_they_leave(client, deploye
     monkeypatch.undo()
     offline(monkeypatch)
     assert predict(client, file_name="sourcedata/alias.csv").status_code == 200
+
+
+def test_a_data_file_over_the_request_limit_is_refused_unread(client, deployed, project, monkeypatch):
+    """A sparse file of 2 GB (no disk used) is 413 without a byte read; the original client's
+    testdata/testdata.csv, within the limit, keeps working."""
+    huge = project.input_folder_path / "huge.csv"
+    with open(huge, "wb") as handle:
+        handle.truncate(2 * 1024**3)
+    reads = []
+    real_fdopen = inputs.os.fdopen
+
+    class Probe:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def fileno(self):
+            return self.handle.fileno()
+
+        def read(self, *args):
+            reads.append(args)
+            return self.handle.read(*args)
+
+    monkeypatch.setattr(inputs.os, "fdopen", lambda fd, mode: Probe(real_fdopen(fd, mode)))
+    response = predict(client, file_name="sourcedata/huge.csv")
+    assert_error(response, 413, "the data file is too large to predict on by file_name (2,048.0 MB, "
+                                f"the limit is max_request_mb: {project.max_request_mb} MB)", project)
+    assert reads == []  # refused by its size: not a byte read
+    assert predict(client, file_name="testdata/testdata.csv").status_code == 200
+    assert len(reads) == 1  # the file within the limit is read through the probe
 
 
 @pytest.mark.parametrize(("body", "content_type", "status", "fragment"), [

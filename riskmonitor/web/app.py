@@ -60,6 +60,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc):
+        if exc.description != RequestEntityTooLarge.description:  # our own abort(413, ...) says what was too large
+            return _json_error(413, exc.description)
         if request.endpoint == "api.batches":
             return _json_error(413, f"upload too large: the limit is max_file_mb ({state('config').max_file_mb} MB)")
         return _json_error(413, f"request body too large: the limit is {state('config').max_request_mb} MB")

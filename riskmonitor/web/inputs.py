@@ -54,8 +54,9 @@ def resolve_data_file(file_name, config: Config) -> Path:
     return path
 
 
-def read_data_file(path: Path) -> bytes:
-    """The bytes of a resolved data file; O_NOFOLLOW refuses a symlink swapped in since resolve()."""
+def read_data_file(path: Path, limit_mb: int) -> bytes:
+    """The bytes of a resolved data file; O_NOFOLLOW refuses a symlink swapped in since resolve(), and a file
+    over the request limit (max_request_mb) is refused with 413 unread, as a body that large would be."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except PermissionError:
@@ -64,7 +65,11 @@ def read_data_file(path: Path) -> bytes:
         log.warning("cannot open data file %s: %s", path, exc.strerror)
         abort(404, description="the data file cannot be read")
     with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+        size = os.fstat(handle.fileno()).st_size  # of the file opened: a file swapped in later is not read
+        if size > limit_mb * 1024 * 1024:
+            abort(413, description=f"the data file is too large to predict on by file_name ({size / 2**20:,.1f} MB, "
+                                   f"the limit is max_request_mb: {limit_mb} MB)")
+        return handle.read(limit_mb * 1024 * 1024 + 1)
 
 
 def upload_name(name: str | None) -> str:
@@ -171,5 +176,5 @@ def prediction_frame(config: Config):
     if "records" in body:
         return frame_from_records(body["records"], config.features)
     path = resolve_data_file(body["file_name"], config)
-    return frame_from_csv(read_data_file(path))
+    return frame_from_csv(read_data_file(path, config.max_request_mb))
 

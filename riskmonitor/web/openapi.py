@@ -129,7 +129,7 @@ def _operations() -> dict:
         **_ok("a label (1: predicted to exit) and a churn probability per row", JSON, _ref("Prediction")),
         "400": _error("malformed JSON or CSV, a missing or non-numeric feature, an unusable file_name"),
         "403": _error("file_name is outside the data folders"), "404": _error("no such data file"),
-        "413": _error("the body is over max_request_mb"), "415": _error("neither JSON nor CSV"),
+        "413": _error("the body, or the file named by file_name, is over max_request_mb"), "415": _error("neither JSON nor CSV"),
         "503": _error(NO_MODEL)}
     return {
         "/": {"get": ("the monitoring dashboard", {**_ok("the dashboard", "text/html", {"type": "string"}),
