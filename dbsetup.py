@@ -2,10 +2,15 @@
 
     python dbsetup.py                     # also what the Procfile's release phase runs before each deploy
     python dbsetup.py --import-datasets   # once, on the host that holds a file-based release's data sets
+    python dbsetup.py --convert-models --trust-stored-pickles   # once: an earlier release's pickled models
 
 A database made by the first release (its tables, no revision) is adopted and upgraded too. Run
 on the tick's host, it then copies what earlier releases kept only on disk (model files, their
 drift references, report PDFs) into the database, where the API reads them.
+
+Models are stored as plain numbers, and no process loads a pickle. Those an earlier release stored as
+pickles are converted by --convert-models, which unpickles them and so runs any code they hold: it needs
+--trust-stored-pickles, your word that only this system has ever written to this database.
 """
 
 import argparse
@@ -13,6 +18,7 @@ import sys
 
 from riskmonitor.config import load_config, run_script
 from riskmonitor.data import exports
+from riskmonitor.model import convert
 from riskmonitor.store import db
 from riskmonitor.store.upgrade import copy_earlier_artifacts
 
@@ -23,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import-datasets", action="store_true",
                         help="load the data sets of a file-based release (ingesteddata/finaldata.csv, "
                              "testdata/testdata.csv) into the database: run it on the host that holds them")
+    parser.add_argument("--convert-models", action="store_true",
+                        help="rewrite the models that an earlier release stored as pickles as plain numbers "
+                             "(needs --trust-stored-pickles)")
+    parser.add_argument("--trust-stored-pickles", action="store_true",
+                        help="with --convert-models: unpickle the stored models, which runs any code they hold")
     args = parser.parse_args(argv)
+    if args.convert_models != args.trust_stored_pickles:
+        parser.error("--convert-models unpickles the stored models, which runs any code in them: give it with "
+                     "--trust-stored-pickles, and only if no one but this system has ever written to the database")
     config = load_config()
     engine = db.make_engine(config.database_url)
     where = engine.url.render_as_string(hide_password=True)
@@ -35,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     copied = copy_earlier_artifacts(config, engine)
     if copied:
         print(f"copied {copied} model, reference and report file(s) of earlier releases into the database")
+    with engine.connect() as conn:
+        pickled = convert.stored_pickles(conn)
+    if pickled and args.convert_models:
+        converted = convert.convert_stored_pickles(config, engine)
+        print(f"converted {len(converted)} model(s) from pickles to plain numbers: {', '.join(converted)}")
+    elif pickled:
+        print(f"{len(pickled)} model(s) are pickles of an earlier release, which are never loaded: run python "
+              "dbsetup.py --convert-models --trust-stored-pickles if this database is trusted, or retrain")
     if args.import_datasets:
         with db.recorded_run(engine, "dbsetup.py") as run_hex:
             text = exports.import_files(config, engine, run_hex)

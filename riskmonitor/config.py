@@ -24,8 +24,8 @@ class Config:
     input_folder_path: Path | str | None
     output_folder_path: Path  # finaldata.csv: every valid ingested row, de-duplicated
     test_data_path: Path  # testdata.csv: held-out rows no model trains on
-    output_model_path: Path  # every trained model, model_<hex>.pkl
-    prod_deployment_path: Path  # the deployed model, trainedmodel.pkl
+    output_model_path: Path  # every trained model, model_<hex>.json (its fitted numbers)
+    prod_deployment_path: Path  # the deployed model, trainedmodel.json
     static_path: Path  # PNG plots
     reports_path: Path  # PDF reports
     apireturns_path: Path  # what apicalls.py writes
@@ -74,7 +74,7 @@ class Config:
 
     @property
     def production_model(self) -> Path:
-        return self.prod_deployment_path / "trainedmodel.pkl"
+        return self.prod_deployment_path / "trainedmodel.json"
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -14,10 +14,11 @@ from pathlib import Path
 from conftest import add_csv, stored_frames
 
 from riskmonitor.config import PROJECT_DIR
+from riskmonitor.model import fitted
 from riskmonitor.model.registry import deploy_model
 from riskmonitor.model.training import model_path, record_model, relative_to_project, train_model
 from riskmonitor.pipeline.tick import run_tick
-from riskmonitor.store import db, storage
+from riskmonitor.store import db
 
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
 
@@ -90,7 +91,7 @@ def redeploy(project, engine, hex_id: str = "b" * 16) -> str:
     frame, _ = stored_frames(project, engine)
     frame[project.label] = 1 - frame[project.label]
     path = model_path(project, hex_id)
-    sha = storage.save_model(train_model(frame, project), path)
+    sha = fitted.save(fitted.FittedModel.of(train_model(frame, project)), path)
     with engine.begin() as conn:
         db.start_run(conn, hex_id, "deployment.py")
         record_model(conn, project, hex_id, relative_to_project(path, project), sha, 0.5, len(frame))

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from conftest import OUTDATED, add_csv, offline
 from servers import RECORD, deploy, free_port, redeploy
 
-from riskmonitor.model import serving
+from riskmonitor.model import fitted, serving
 from riskmonitor.pipeline.tick import run_tick
 from riskmonitor.reporting import plots
 from riskmonitor.store import db, storage
@@ -78,7 +78,7 @@ def test_prediction_of_a_data_file_matches_the_model(client, deployed, project):
     response = predict(client, file_name="testdata/testdata.csv")
     assert response.status_code == 200
     frame = pd.read_csv(project.testdata_csv)
-    model = storage.load_model(project.production_model, storage.sha256_file(project.production_model))
+    model = fitted.load(project.production_model, storage.sha256_file(project.production_model))
     assert response.json["model"] == deployed.hex
     assert response.json["data"] == [int(x) for x in model.predict(frame[list(project.features)])]
     expected = model.predict_proba(frame[list(project.features)])[:, 1]
@@ -400,6 +400,56 @@ class Payload:
 
     def __reduce__(self):
         return Path.touch, (self.marker,)
+
+
+def test_a_pickle_planted_with_its_hash_runs_nowhere(client, deployed, project, engine, tmp_path, caplog):
+    """An attacker who can write to the database writes the payload and its sha256 alike: the API answers 503
+    in one line, and a tick (whose model file is then restored from those bytes) fails in one line."""
+    from conftest import add_csv
+
+    from riskmonitor.pipeline.tick import run_tick
+
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(Payload(marker))
+    sha = fitted.storage.sha256_bytes(payload)
+    with engine.begin() as conn:
+        conn.execute(db.artifacts.update().where(db.artifacts.c.kind == "model", db.artifacts.c.hex == deployed.hex)
+                     .values(data=payload, sha256=sha))
+        conn.execute(db.models.update().where(db.models.c.hex == deployed.hex).values(sha256=sha))
+    response = predict(client, records=[RECORD])
+    assert_error(response, 503, f"model {deployed.hex} is a pickle of an earlier release, and pickles are never "
+                                "loaded: run python dbsetup.py --convert-models --trust-stored-pickles", project)
+    assert "\n" not in response.json["error"]
+    project.production_model.unlink()  # the tick restores it from the database's bytes
+    from riskmonitor.model.training import model_path
+
+    model_path(project, deployed.hex).unlink()
+    add_csv(project, "more.csv", seed=9)
+    with pytest.raises(fitted.StoredPickle):
+        run_tick(project, engine)
+    with engine.connect() as conn:
+        run = db.recent_runs(conn, 1)[0]
+    assert run.status == "failed"
+    message = run.message
+    assert "pickles are never loaded" in message
+    assert "\n" not in message
+    assert not marker.exists()
+
+
+def test_a_pickle_planted_as_the_data_drift_reference_runs_nowhere(deployed, project, engine, tmp_path, caplog):
+    from conftest import add_csv
+
+    from riskmonitor.pipeline.tick import run_tick
+
+    marker = tmp_path / "unpickled"
+    with engine.begin() as conn:
+        conn.execute(db.artifacts.update().where(db.artifacts.c.kind == "reference", db.artifacts.c.hex == deployed.hex)
+                     .values(data=pickle.dumps(Payload(marker))))
+    add_csv(project, "more.csv", seed=9)
+    tick = run_tick(project, engine)
+    assert tick.status in ("no_drift", "kept", "deployed"), tick.summary
+    assert f"model {deployed.hex}: its data-drift reference is not a gzipped CSV (BadGzipFile)" in caplog.text
+    assert not marker.exists()
 
 
 def test_a_corrupted_model_row_is_refused_and_never_unpickled(client, deployed, project, engine, tmp_path, caplog):

@@ -86,8 +86,8 @@ def test_two_ticks_started_together_without_the_lock_store_everything_once(tmp_p
     assert lost.startswith("another tick (on this host or another) committed first"), lost  # they overlapped
     assert found["state"].version == 1  # one commit moved the data sets on
     assert (found["state"].train_rows + found["state"].test_rows) == distinct
-    assert sorted(p.name for root in clones for p in (root / "models").glob("model_*.pkl")) \
-        == [f"model_{found['production'][0]}.pkl"]  # the loser left no model file behind
+    assert sorted(p.name for root in clones for p in (root / "models").glob("model_*.json")) \
+        == [f"model_{found['production'][0]}.json"]  # the loser left no model file behind
 
 
 def test_a_tick_whose_lock_connection_is_killed_stores_once_and_exits_0(tmp_path, postgres_url):

@@ -240,7 +240,8 @@ def test_a_database_of_a_newer_release_is_refused_in_one_line(tmp_path, database
         result = script(root, database_url, name, check=False)
         assert result.returncode == 1, name
         assert expected in result.stderr, (name, result.stderr)
-        assert "Traceback" not in result.stderr and "run python dbsetup.py" not in result.stderr, (name, result.stderr)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+        assert "run python dbsetup.py" not in result.stderr, (name, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, (name, result.stderr)
     from riskmonitor.config import load_config
 
@@ -254,6 +255,59 @@ def test_a_database_of_a_newer_release_is_refused_in_one_line(tmp_path, database
         assert db.schema_revision(conn) == "0099"
         assert conn.execute(sa.select(sa.func.count()).select_from(db.runs)).scalar() == 0
     app.extensions["drat"]["engine"].dispose()
+    engine.dispose()
+
+
+def test_an_earlier_releases_pickled_model_is_converted_only_on_trust(tmp_path, database_url):
+    """A model stored as the earlier release stored it (the pipeline pickled, with its sha256) is never loaded:
+    a tick fails in one line and dbsetup.py says what to run; --convert-models without the word of trust is
+    refused; with it, the model is plain numbers that predict exactly what the pickled pipeline did."""
+    import pickle
+
+    from riskmonitor.config import load_config
+    from riskmonitor.model import convert
+    from riskmonitor.model.training import train_model
+
+    root = current_code(tmp_path / "project")
+    shutil.copytree(PROJECT_DIR / "sourcedata", root / "sourcedata")
+    script(root, database_url, "fullprocess.py")
+    config = load_config(root, database_url=database_url)
+    engine = db.make_engine(database_url)
+    pipeline = train_model(datagen.generate(2_000, seed=8), config)
+    data = pickle.dumps(pipeline)  # the earlier release's model bytes
+    with engine.begin() as conn:
+        production = db.production_model(conn)
+        sha = db.store_artifact(conn, "model", production.hex, data)
+        conn.execute(db.models.update().where(db.models.c.hex == production.hex)
+                     .values(sha256=sha, path=f"models/model_{production.hex}.pkl"))
+    (root / "models" / f"model_{production.hex}.pkl").write_bytes(data)
+    config.production_model.unlink()
+    datagen.generate(300, seed=9).to_csv(root / "sourcedata" / "more.csv", index=False)
+
+    tick = script(root, database_url, "fullprocess.py", check=False)
+    assert tick.returncode == 1
+    assert "pickles are never loaded: run python dbsetup.py --convert-models --trust-stored-pickles" in tick.stderr
+    assert "Traceback" not in tick.stderr
+    told = script(root, database_url, "dbsetup.py")
+    assert "1 model(s) are pickles of an earlier release, which are never loaded" in told.stdout
+    refused = script(root, database_url, "dbsetup.py", "--convert-models", check=False)
+    assert refused.returncode == 2
+    assert "--trust-stored-pickles" in refused.stderr
+    with engine.connect() as conn:
+        assert convert.stored_pickles(conn) == [production.hex]  # nothing converted without the word
+    done = script(root, database_url, "dbsetup.py", "--convert-models", "--trust-stored-pickles")
+    assert f"converted 1 model(s) from pickles to plain numbers: {production.hex}" in done.stdout
+    with engine.connect() as conn:
+        assert convert.stored_pickles(conn) == []
+        row = db.get_model(conn, production.hex)
+    assert row.path == f"models/model_{production.hex}.json"
+    rows = datagen.generate(500, seed=10)[list(config.features)]
+    client = create_app(config).test_client()
+    answer = client.post("/prediction", json={"records": rows.to_dict("records")})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["data"] == [int(x) for x in pipeline.predict(rows)]
+    assert answer.json["probabilities"] == [round(float(p), 6) for p in pipeline.predict_proba(rows)[:, 1]]
+    assert script(root, database_url, "fullprocess.py").returncode == 0  # the tick reads it too
     engine.dispose()
 
 

@@ -1,7 +1,6 @@
 """Training, scoring, the drift tests and verified model files."""
 
 import dataclasses
-import pickle
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ import datagen
 from riskmonitor.drift.model_drift import detect_model_drift, gate, paired_f1_difference
 from riskmonitor.model.scoring import Confusion, confusion, counts_of, score_model
 from riskmonitor.model.training import train_model
-from riskmonitor.store import storage
 
 
 def test_trained_model_beats_chance_on_fresh_data(sqlite_project):
@@ -94,18 +92,6 @@ def test_a_reference_without_counts_is_taken_as_uncertain_as_the_batch(sqlite_pr
     batch = counts_with_f1(0.72, 2000)
     assert detect_model_drift([batch], precise.f1, precise, sqlite_project).drifted
     assert not detect_model_drift([batch], precise.f1, None, sqlite_project).drifted
-
-
-def test_a_tampered_model_file_is_never_unpickled(tmp_path):
-    path = tmp_path / "model.pkl"
-    sha = storage.save_model({"weights": [1, 2]}, path)
-    assert storage.load_model(path, sha) == {"weights": [1, 2]}
-    path.write_bytes(pickle.dumps({"weights": "evil"}))
-    with pytest.raises(storage.ModelIntegrityError, match="does not match"):
-        storage.load_model(path, sha)
-    path.unlink()
-    with pytest.raises(storage.ModelIntegrityError, match="missing"):
-        storage.load_model(path, sha)
 
 
 class Fixed:

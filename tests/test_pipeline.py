@@ -9,6 +9,7 @@ from conftest import add_csv as generated_csv
 
 import datagen
 from riskmonitor.data import datasets
+from riskmonitor.model import fitted
 from riskmonitor.pipeline.tick import run_tick
 from riskmonitor.store import db, storage
 
@@ -204,7 +205,7 @@ def test_a_failure_message_names_no_server_path(project, engine):
     with pytest.raises(storage.ModelIntegrityError, match="archived copy"):
         run_tick(project, engine)
     message = table(engine, db.runs)[-1].message
-    assert message.startswith(f"ModelIntegrityError: models/model_{first.hex}.pkl, the archived copy")
+    assert message.startswith(f"ModelIntegrityError: models/model_{first.hex}.json, the archived copy")
     assert str(project.project_dir) not in message
 
 
@@ -503,7 +504,7 @@ def test_after_a_full_flip_the_next_deployment_serves_the_new_regime(project, en
     fresh = datagen.generate(5000, seed=6, flip=1.0)
     with engine.connect() as conn:
         _, serving = load_production_model(conn, project)
-    old = storage.load_model(project.project_dir / table(engine, db.models, db.models.c.hex == first.hex)[0].path,
+    old = fitted.load(project.project_dir / table(engine, db.models, db.models.c.hex == first.hex)[0].path,
                              table(engine, db.models, db.models.c.hex == first.hex)[0].sha256)
     assert score_model(serving, fresh, project) > score_model(old, fresh, project) + 0.2
 
@@ -551,7 +552,7 @@ def test_a_late_flip_in_small_batches_is_one_episode_that_deploys_within_8_ticks
     assert sent == ["deployed", "drift", "deployed"]  # the first model; the episode opened, and its deployment
 
 
-def test_a_benign_shift_retrains_at_most_twice_in_6_ticks_and_is_acknowledged(sqlite_project, no_reports):
+def test_a_benign_shift_retrains_at_most_twice_in_6_ticks_and_is_acknowledged(sqlite_project, no_reports, sent):
     engine = db.make_engine(sqlite_project.database_url)
     add_csv(sqlite_project, "first.csv", rows=10_000, seed=3, rule="bands")
     assert run_tick(sqlite_project, engine).status == "deployed"
@@ -566,6 +567,9 @@ def test_a_benign_shift_retrains_at_most_twice_in_6_ticks_and_is_acknowledged(sq
     if "acknowledged" in outcomes:  # the data-drift reference moved: the same shift is no longer drift
         after = ticks[outcomes.index("acknowledged") + 1:]
         assert all(not t.decision.data_drifted for t in after), [t.summary for t in after]
+    # One message at most: data drift alone tells no one until its episode deploys (the deployment's message).
+    assert sent[0] == "deployed"  # the first model
+    assert sent[1:] == (["deployed"] if "deployed" in outcomes else []), (sent, [t.summary for t in ticks])
 
 
 def test_degrading_is_said_once_per_episode(sqlite_project, no_reports, sent):
@@ -587,7 +591,7 @@ def test_degrading_is_said_once_per_episode(sqlite_project, no_reports, sent):
     assert [t.decision.challenger_hex is not None for t in ticks] == [True, True, True, False]
 
 
-def test_an_episode_whose_data_returns_ends_as_returned(sqlite_project, no_reports):
+def test_an_episode_whose_data_returns_ends_as_returned(sqlite_project, no_reports, sent):
     engine = db.make_engine(sqlite_project.database_url)
     add_csv(sqlite_project, "first.csv", rows=10_000, seed=3, rule="bands")
     assert run_tick(sqlite_project, engine).status == "deployed"
@@ -600,3 +604,4 @@ def test_an_episode_whose_data_returns_ends_as_returned(sqlite_project, no_repor
     assert after[-1].status == "no_drift"
     assert "the data returned: the drift episode is over" in after[-1].summary
     assert all(t.decision.challenger_hex is None for t in [*blip, *after])  # nothing to judge, nothing trained
+    assert sent == ["deployed"]  # the first model; a shift that returned before it cost F1 alerted no one

@@ -209,8 +209,8 @@ def _changed(path, before: dict) -> bool:
 MILESTONES = {
     "started": lambda root, engine, before: _running_runs(engine) != [],
     "ingested": lambda root, engine, before: _changed(root / "testdata" / "testdata.csv", before),
-    "trained": lambda root, engine, before: any(_changed(p, before) for p in (root / "models").glob("model_*.pkl")),
-    "deployed": lambda root, engine, before: _changed(root / "production_deployment" / "trainedmodel.pkl", before),
+    "trained": lambda root, engine, before: any(_changed(p, before) for p in (root / "models").glob("model_*.json")),
+    "deployed": lambda root, engine, before: _changed(root / "production_deployment" / "trainedmodel.json", before),
     "reporting": lambda root, engine, before: _changed(root / "static" / "f1.png", before),
 }
 
@@ -256,7 +256,7 @@ def test_a_tick_killed_at_any_moment_loses_nothing(checkout, milestone):
     assert _running_runs(engine) == []
     engine.dispose()
     assert sorted(files) == sorted(p.name for p in (root / "sourcedata").glob("*.csv"))
-    assert storage.sha256_file(root / "production_deployment" / "trainedmodel.pkl") == production.sha256
+    assert storage.sha256_file(root / "production_deployment" / "trainedmodel.json") == production.sha256
     assert sorted(p.name for p in (root / "reports").glob("*.pdf")) == sorted(f"report_{h}.pdf" for h in work)
 
 

@@ -1,12 +1,16 @@
-"""The prediction path's own arithmetic (serving.Applied) answers exactly what scikit-learn answers."""
+"""A model as plain numbers (fitted.FittedModel): its answers are exactly scikit-learn's, through a round trip
+of its bytes, and nothing else is ever loaded as a model."""
+
+import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import datagen
-from riskmonitor.model import serving
+from riskmonitor.model import fitted, serving
 from riskmonitor.model.training import train_model
+from riskmonitor.store import storage
 
 
 def with_missing(frame, features, seed):
@@ -18,35 +22,76 @@ def with_missing(frame, features, seed):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_applied_answers_are_scikit_learns_bit_for_bit(sqlite_project, seed):
+def test_the_stored_numbers_answer_as_scikit_learn_bit_for_bit(sqlite_project, seed):
     config = sqlite_project
     features = list(config.features)
-    model = train_model(with_missing(datagen.generate(5_000, seed=seed), features, seed), config)
+    pipeline = train_model(with_missing(datagen.generate(5_000, seed=seed), features, seed), config)
     rows = with_missing(datagen.generate(3_000, seed=seed + 10, shift=3.0), features, seed + 10)
     rows = pd.concat([rows, pd.DataFrame({f: [0.0, -1e300, 1e300, np.nan] for f in features})], ignore_index=True)
     frame = rows[features].astype("float64")
-    applied = serving.Applied.of(model)
-    assert applied is not None
-    expected_labels = model.predict(frame)
-    expected = model.predict_proba(frame)[:, list(model.classes_).index(1)]
+    data = fitted.FittedModel.of(pipeline).to_bytes()
+    model = fitted.from_verified(data, storage.sha256_bytes(data), "model")  # what every process loads
+    expected_labels = pipeline.predict(frame)
+    expected = pipeline.predict_proba(frame)
     for matrix in (frame.to_numpy(), np.ascontiguousarray(frame.to_numpy())):  # a CSV's frame, records
-        labels, probabilities = applied(matrix)
+        labels, probabilities = model.apply(matrix)
         assert np.array_equal(labels, expected_labels)
-        bad = np.flatnonzero(probabilities != expected)
-        assert np.array_equal(probabilities, expected), (bad, probabilities[bad], expected[bad], matrix[bad])  # exactly
+        bad = np.flatnonzero(probabilities != expected[:, 1])
+        assert np.array_equal(probabilities, expected[:, 1]), (bad, probabilities[bad], expected[bad, 1], matrix[bad])
+    assert np.array_equal(model.predict(rows), expected_labels)  # a frame: its feature columns, by name
+    assert np.array_equal(model.predict_proba(rows), expected)
     one = frame.iloc[[5]]
-    assert serving.predict(model, one.to_numpy(), config.features) == (
-        [int(model.predict(one)[0])], [round(float(model.predict_proba(one)[0, 1]), 6)])
+    assert serving.predict(model, one.to_numpy()) == (
+        [int(pipeline.predict(one)[0])], [round(float(pipeline.predict_proba(one)[0, 1]), 6)])
 
 
-def test_any_other_model_is_asked_through_scikit_learn(sqlite_project):
+def test_any_other_model_is_refused_when_saved(sqlite_project):
     from sklearn.tree import DecisionTreeClassifier
 
-    config = sqlite_project
     frame = datagen.generate(500, seed=1)
-    tree = DecisionTreeClassifier(random_state=0).fit(frame[list(config.features)], frame[config.label])
-    assert serving.Applied.of(tree) is None
-    rows = frame[list(config.features)].head(20).astype("float64")
-    labels, probabilities = serving.predict(tree, rows.to_numpy(), config.features)
-    assert labels == [int(x) for x in tree.predict(rows)]
-    assert probabilities == [round(float(p), 6) for p in tree.predict_proba(rows)[:, 1]]
+    tree = DecisionTreeClassifier(random_state=0).fit(frame[list(sqlite_project.features)], frame[sqlite_project.label])
+    with pytest.raises(ValueError, match="not a model of this system: DecisionTreeClassifier"):
+        fitted.FittedModel.of(tree)
+
+
+class Payload:
+    """Unpickling this creates the marker file: proof that a pickle was (or was not) loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_a_pickle_with_its_own_hash_is_never_loaded(tmp_path, protocol):
+    """The hash guards against corruption only: whoever writes the bytes can write their hash too."""
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(Payload(probe)))
+    assert probe.exists()  # the payload works: loading it would leave the marker
+    marker = tmp_path / "unpickled"
+    data = pickle.dumps(Payload(marker), protocol=protocol)
+    path = tmp_path / "model.json"
+    path.write_bytes(data)
+    with pytest.raises(fitted.StoredPickle, match="pickles are never loaded: run python dbsetup.py --convert-models"):
+        fitted.load(path, storage.sha256_bytes(data))
+    with pytest.raises(storage.ModelIntegrityError, match="not a model of this release"):
+        fitted.from_verified(b"{}", storage.sha256_bytes(b"{}"), "model")
+    assert not marker.exists()
+
+
+def test_a_tampered_or_missing_model_file_is_refused(sqlite_project, tmp_path):
+    frame = datagen.generate(500, seed=1)
+    model = fitted.FittedModel.of(train_model(frame, sqlite_project))
+    path = tmp_path / "model.json"
+    sha = fitted.save(model, path)
+    assert fitted.load(path, sha).to_bytes() == model.to_bytes()
+    path.write_bytes(path.read_bytes().replace(b'"intercept": ', b'"intercept": 1'))
+    with pytest.raises(storage.ModelIntegrityError, match="does not match"):
+        fitted.load(path, sha)
+    path.unlink()
+    with pytest.raises(storage.ModelIntegrityError, match="missing"):
+        fitted.load(path, sha)

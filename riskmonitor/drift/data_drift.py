@@ -94,4 +94,9 @@ def training_reference(engine, model_hex: str):
     if stored is None:
         log.warning("model %s has no training data reference in the database: data drift not computed", model_hex)
         return None
-    return pd.read_csv(io.BytesIO(gzip.decompress(stored.data)))
+    try:  # gzipped CSV, read as text: nothing in it can run
+        return pd.read_csv(io.BytesIO(gzip.decompress(stored.data)))
+    except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
+        log.warning("model %s: its data-drift reference is not a gzipped CSV (%s): data drift not computed", model_hex,
+                    type(exc).__name__)
+        return None

@@ -249,6 +249,8 @@ def episode_text(d: Decision) -> str:
     text = EPISODE_TEXT.get(d.verdict) or EPISODE_TEXT.get(d.episode_outcome)
     if text is None and d.verdict == "kept" and d.challenger_hex is None:
         return "drift episode open: no challenger until the gate can judge one"
+    if text is None and d.verdict == "kept" and d.episode_outcome == "open":
+        return "drift episode open: the challenger looks better but the evidence is too thin; judged again as it grows"
     return text or ""
 
 

@@ -12,7 +12,8 @@ evidence, so that small batches add up to a window the gate can judge. It ends i
 While it is open, a tick trains a challenger only when the gate can judge one (enough held-out rows) and
 the evidence has grown by half since the last challenger; when the gate keeps production while its F1 has
 fallen, for the second time in the episode, the verdict is `degrading` (no better model). At most one
-alert per episode and outcome.
+alert per episode and outcome: `drift` once production's F1 has fallen (data drift alone alerts no one
+until its episode deploys: the deployment's message), `degrading` once.
 """
 
 import json

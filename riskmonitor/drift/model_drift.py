@@ -95,7 +95,11 @@ def _pooled(batches: list[Confusion], reference_f1: float, reference: Confusion 
                 f"{len(batches)} batch(es) since deployment")
         verdict = _verdict("pooled", pooled, reference_f1 - z * se, reference_f1, rule)
         verdicts.append(((pooled.f1 - reference_f1) / se, dataclasses.replace(verdict, std_error=se)))
-    verdict = min(verdicts, key=lambda pair: pair[0])[1]  # the window with the strongest evidence of a fall
+    # The latest window that shows drift: the drift began no earlier than its first batch, so the episode and
+    # the challenger's window hold no batch of the old regime that a longer window would add. Without drift,
+    # the window with the strongest evidence of a fall.
+    flagged = [verdict for _, verdict in verdicts if verdict.drifted]
+    verdict = flagged[0] if flagged else min(verdicts, key=lambda pair: pair[0])[1]
     return dataclasses.replace(verdict, rule=f"{fallback}; {verdict.rule}") if fallback else verdict
 
 
@@ -137,9 +141,10 @@ def paired_f1_difference(new_predicted, old_predicted, actual) -> tuple[float, f
 
 
 def gate(new_model, old_model, frame, config: Config, after_drift: bool) -> GateVerdict:
-    """Deploy the challenger after a drift verdict unless it is worse than the champion by more than
-    gate_margin (non-inferiority: a stale model keeps no place by a tie); without one only if it is
-    better by more than the sampling error allows (superiority: equivalent models are not swapped)."""
+    """Deploy the challenger after a drift verdict (in a drift episode: model or data drift) unless it is
+    worse than the champion by more than gate_margin (non-inferiority: a stale model keeps no place by a
+    tie); without one only if it is better by more than the sampling error allows (superiority: equivalent
+    models are not swapped)."""
     from statistics import NormalDist
 
     actual = frame[config.label].to_numpy().astype(bool)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from riskmonitor.config import Config
 from riskmonitor.data import datasets
-from riskmonitor.store import db, storage
+from riskmonitor.model import fitted
+from riskmonitor.store import db
 
 log = logging.getLogger(__name__)
 
@@ -89,4 +90,4 @@ def load_production_model(conn, config: Config):
     row = db.production_model(conn)
     if row is None:
         raise LookupError("no model is deployed yet: run fullprocess.py first")
-    return row, storage.load_model(config.production_model, row.sha256)
+    return row, fitted.load(config.production_model, row.sha256)

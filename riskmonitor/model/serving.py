@@ -6,6 +6,7 @@ import math
 import threading
 import time
 
+from riskmonitor.model import fitted
 from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ class ModelCache:
     CHECK_SECONDS.
 
     One plain query finds the production (hex, sha256); only when it differs from the model in
-    memory are its bytes read from the database, verified and unpickled. Every process (each
+    memory are its bytes read from the database, verified and parsed (plain numbers, fitted.py). Every process (each
     gunicorn worker, on any host) serves a deployment on its first request CHECK_SECONDS after it,
     with no signal or restart, and needs no file (DESIGN.md: within one second). The query runs on
     a database connection the cache keeps (no pool checkout or ping, no result metadata); between
@@ -51,8 +52,8 @@ class ModelCache:
                 if stored is None:
                     raise storage.ModelIntegrityError(f"model {key[0]} has no bytes in the database "
                                                       "(run python dbsetup.py on the tick's host)")
-                # Verified before unpickling: bytes that do not match are never loaded.
-                self._loaded = (*key, storage.unpickle_verified(stored.data, key[1], f"model {key[0]}"))
+                # Plain numbers (fitted.py), never a pickle: bytes that do not parse as a model are refused.
+                self._loaded = (*key, fitted.from_verified(stored.data, key[1], f"model {key[0]}"))
                 log.info("loaded production model %s", key[0])
             self._checked = now
             return self._loaded[0], self._loaded[2]
@@ -84,74 +85,9 @@ class ModelCache:
 PRODUCTION_KEY = f"SELECT hex, sha256 FROM {db.models.name} WHERE is_production"
 
 
-def predict(model, features, names: tuple[str, ...]) -> tuple[list[int], list[float]]:
-    """Predicted labels and the probability of the positive class (label 1) for each row: by the
-    fitted numbers themselves for a pipeline as training.py makes it (Applied), else by scikit-learn."""
-    applied = Applied.of(model)
-    if applied is not None:
-        labels, probabilities = applied(features.to_numpy(dtype="float64") if hasattr(features, "to_numpy") else features)
-    else:
-        import pandas as pd
-
-        frame = features if hasattr(features, "to_numpy") else pd.DataFrame(features, columns=list(names))
-        labels, probabilities = model.predict(frame), model.predict_proba(frame)[:, list(model.classes_).index(1)]
+def predict(model: fitted.FittedModel, features) -> tuple[list[int], list[float]]:
+    """Predicted labels and the probability of the positive class (label 1) for each row of a frame (in the
+    model's feature order) or a float matrix: by the fitted numbers themselves, skipping scikit-learn's input
+    checks (the rows are checked already), the largest cost of one prediction."""
+    labels, probabilities = model.apply(features.to_numpy(dtype="float64") if hasattr(features, "to_numpy") else features)
     return [int(x) for x in labels.tolist()], [round(p, 6) for p in probabilities.tolist()]
-
-
-class Applied:
-    """A fitted SimpleImputer(median) -> StandardScaler -> binary LogisticRegression pipeline applied
-    with the very operations scikit-learn runs after its input checks (the rows are checked
-    already): per request it skips those checks, the largest cost of one prediction. Kept per model."""
-
-    _cache: dict = {}
-
-    def __init__(self, model):
-        imputer, scaler, regression = (step for _, step in model.steps)
-        self.statistics = imputer.statistics_
-        self.mean = scaler.mean_ if scaler.with_mean else None
-        self.scale = scaler.scale_ if scaler.with_std else None
-        self.coef_t, self.intercept, self.classes = regression.coef_.T, regression.intercept_, regression.classes_
-        self.positive = list(self.classes).index(1)
-        from scipy.special import expit
-
-        self.expit = expit  # (an import statement per request costs a lookup)
-
-    @classmethod
-    def of(cls, model):
-        """The Applied form of a model (made once per model), or None for any other kind of model."""
-        key = id(model)
-        if key not in cls._cache:
-            cls._cache.clear()  # one production model at a time: the replaced one is dropped
-            cls._cache[key] = (model, cls(model) if cls.fits(model) else None)
-        return cls._cache[key][1]
-
-    @staticmethod
-    def fits(model) -> bool:
-        from sklearn.impute import SimpleImputer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        kinds = (SimpleImputer, StandardScaler, LogisticRegression)
-        if type(model) is not Pipeline or [type(step) for _, step in model.steps] != list(kinds):
-            return False
-        imputer, _, regression = (step for _, step in model.steps)
-        return (imputer.strategy == "median" and not imputer.add_indicator and isinstance(imputer.missing_values, float)
-                and math.isnan(imputer.missing_values) and len(regression.classes_) == 2 and 1 in list(regression.classes_))
-
-    def __call__(self, matrix):
-        """(labels, probabilities of label 1) as Pipeline.predict and predict_proba compute them."""
-        import numpy as np
-
-        # Laid out as scikit-learn receives a frame's values (column-major): the product's rounding
-        # depends on the layout, and the answers must be scikit-learn's to the last bit.
-        matrix = np.asfortranarray(matrix, dtype=np.float64)
-        matrix = np.where(np.isnan(matrix), self.statistics, matrix)  # SimpleImputer.transform
-        if self.mean is not None:  # StandardScaler.transform
-            matrix -= self.mean
-        if self.scale is not None:
-            matrix /= self.scale
-        scores = (matrix @ self.coef_t + self.intercept).reshape(-1)  # LogisticRegression.decision_function
-        labels = self.classes[(scores > 0).astype(int)]
-        probability = self.expit(scores)  # _predict_proba_lr: the positive class's column; the other is 1 - p
-        return labels, (probability if self.positive == 1 else 1 - probability)

@@ -5,6 +5,7 @@ import time
 
 from riskmonitor.config import Config
 from riskmonitor.data.rows import csv_bytes
+from riskmonitor.model import fitted
 from riskmonitor.store import db, storage
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def train_model(frame, config: Config):
 
 
 def model_path(config: Config, model_hex: str):
-    return config.output_model_path / f"model_{model_hex}.pkl"
+    return config.output_model_path / f"model_{model_hex}.json"
 
 
 def reference_path(config: Config, model_hex: str):
@@ -80,8 +81,8 @@ def record_model(conn, config: Config, model_hex: str, path: str, sha: str, scor
 
 def train_and_save(frame, config: Config, model_hex: str):
     """Train on frame and save the model with its data-drift reference; (model, stored path, sha256)."""
-    model = train_model(frame, config)
+    model = fitted.FittedModel.of(train_model(frame, config))  # what every process will load: plain numbers
     path = model_path(config, model_hex)
-    sha = storage.save_model(model, path)
+    sha = fitted.save(model, path)
     save_reference(frame, config, model_hex)
     return model, relative_to_project(path, config), sha

@@ -17,13 +17,13 @@ def decide(config: Config, engine, run_hex: str, production, ingested: Ingested,
            clock: Stopwatch, stored_rows: int = 0) -> Work:
     """The drift verdicts, the drift episode they open, carry or end, and the challenger and the gate's
     decision when the tick retrains (`stored_rows`: the data sets' rows before this tick's)."""
-    drift = batch = challenger = gate = episode = None
+    drift = batch = challenger = gate = episode = seen = None
     if production is not None:
         with engine.connect() as conn:
             episode = episodes.current(conn, production.hex)
         if not ingested.new_data.empty:
             with clock("drift_check"):
-                drift, batch = _check_drift(config, engine, production, ingested.new_data)
+                drift, batch, seen = _check_drift(config, engine, production, ingested.new_data, episode)
     data_drift = _data_drift(config, rows)
     found = bool((drift and drift.drifted) or (data_drift and data_drift.drifted and config.data_drift_retrains))
     new_rows = len(ingested.new_data)
@@ -41,31 +41,39 @@ def decide(config: Config, engine, run_hex: str, production, ingested: Ingested,
         window = window if episode is not None else _retrain_window(config, production, drift, data_drift, ingested.new_data)
         model, challenger = _train(config, run_hex, final, reason, window, clock)
         with clock("evaluation"):
-            gate = _evaluate(config, engine, production, model, window, bool(drift and drift.drifted), ingested.new)
-    step = _episode_step(config, episode, window, found, drift, gate) if episode is not None else None
+            gate = _evaluate(config, engine, production, model, window, episode is not None, ingested.new)
+    step = _episode_step(config, episode, window, found, drift, gate, seen) if episode is not None else None
     champion = production.hex if production is not None else None
     decision = decisions.tick_decision(run_hex, drift, data_drift, challenger, gate, champion, step)
     return Work(run_hex, ingested, rows, drift, data_drift, challenger, gate, champion, decision, batch, episode=step)
 
 
 def _episode_step(config: Config, episode: episodes.Episode, window: int, found: bool, drift: ModelDrift | None,
-                  gate: Gate | None) -> episodes.Step:
-    """Where the tick leaves its episode, and the alerts it sends for it (one per episode and outcome)."""
+                  gate: Gate | None, seen: Confusion | None) -> episodes.Step:
+    """Where the tick leaves its episode, and the alerts it sends for it (one per episode and outcome); `seen`:
+    production's counts on every row of the episode's batches (it trained on none of them)."""
     challenger_rows = window if gate is not None else episode.challenger_rows
     judged = gate is not None and gate.champion_counts is not None
+    # A challenger that looks better by more than the margin without the evidence to deploy it is no reason to
+    # settle: the episode stays open, and it is judged again once the evidence has grown.
+    no_better = judged and gate.difference < config.gate_margin
     if gate is not None and gate.deploy:
         outcome, verdict = "deployed", "deployed"
-    elif judged and not (drift and drift.drifted):  # kept with enough evidence, production's F1 has not fallen
+    elif no_better and not (drift and drift.drifted):  # kept with enough evidence, production's F1 has not fallen
         outcome, verdict = "acknowledged", "acknowledged"
-    elif judged:  # production's F1 fell and the challenger lost: the second time in a row, no better model
+    elif judged and drift and drift.drifted:  # F1 fell and the challenger lost: the second time, no better model
         outcome, verdict = "open", "degrading" if episode.challenger_rows is not None else "kept"
     elif not found and episode.quiet + 1 >= episodes.QUIET_TICKS:
         outcome, verdict = "returned", "no_drift"
     else:
         outcome, verdict = "open", "kept"
-    wanted = [*(["drift"] if episode.id is None else []), *(["degrading"] if verdict == "degrading" else [])]
+    # Data drift alone (production's F1 has not fallen) tells no one until it costs F1 (model drift), or its
+    # episode deploys (the deployment's message): an acknowledged or returned shift is in the records only.
+    wanted = [*(["drift"] if drift and drift.drifted else []), *(["degrading"] if verdict == "degrading" else [])]
     alerts = tuple(event for event in wanted if event not in episode.alerted)
-    reference = gate.champion_counts if outcome == "acknowledged" else None
+    # Acknowledged: production's new F1 reference is its score on all of the episode's rows, five times the
+    # held-out rows the gate judged on, so that the next ticks' drift test has a sharp reference.
+    reference = (seen or gate.champion_counts) if outcome == "acknowledged" else None
     return episodes.Step(episode, outcome, verdict, challenger_rows, alerts, reference)
 
 
@@ -78,9 +86,10 @@ def _data_drift(config: Config, rows: dict[str, list[dict]]) -> DataDrift | None
     return DataDrift(drifted=bool(drifted), features=drifted, threshold=config.psi_threshold)
 
 
-def _check_drift(config: Config, engine, production, new_data):
+def _check_drift(config: Config, engine, production, new_data, episode: episodes.Episode | None):
     """Score the production model on the new rows and apply the configured drift test to them and to its
-    earlier batches since deployment: (ModelDrift, this batch's scoring.Confusion)."""
+    earlier batches since deployment: (ModelDrift, this batch's scoring.Confusion, its counts on the open
+    episode's batches and this one)."""
     with engine.connect() as conn:
         acknowledged = episodes.acknowledged(conn, production.hex)
         earlier = db.batches_since(conn, production.hex, acknowledged.closed_hex if acknowledged else None)
@@ -105,7 +114,9 @@ def _check_drift(config: Config, engine, production, new_data):
     drift = ModelDrift(test=verdict.test, new_f1=verdict.f1, new_rows=verdict.rows, reference_f1=verdict.reference_f1,
                        reference_rows=reference.rows if reference else None, threshold=verdict.threshold,
                        drifted=verdict.drifted, rule=verdict.rule + pooled, std_error=verdict.std_error)
-    return drift, batch
+    seen = sum((Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in earlier
+                if episode is not None and episode.id is not None and row.episode == episode.id), batch)
+    return drift, batch, seen
 
 
 def _retrain_reason(config: Config, production, drift: ModelDrift | None, data: DataDrift | None,

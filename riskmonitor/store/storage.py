@@ -1,8 +1,7 @@
-"""Files that must never be seen half-written: hashes, atomic replaces, verified model pickles."""
+"""Files that must never be seen half-written: hashes, atomic replaces, the pipeline lock."""
 
 import hashlib
 import os
-import pickle
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,31 +73,6 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def save_model(model, path: Path) -> str:
-    """Pickle a model to path atomically and return the sha256 of the file."""
-    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    replace_atomically(path, lambda handle: handle.write(data))
-    return sha256_bytes(data)
-
-
-def load_model(path: Path, expected_sha256: str):
-    """Unpickle a model only if its bytes match the recorded sha256 (never a tampered file)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelIntegrityError(f"model file {Path(path).name} is missing") from exc
-    except PermissionError as exc:
-        raise UnreadableFile(f"model file {Path(path).name} cannot be read by this user: check its permissions") from exc
-    return unpickle_verified(data, expected_sha256, f"model file {Path(path).name}")
-
-
-def unpickle_verified(data: bytes, expected_sha256: str, what: str):
-    """Unpickle model bytes (from a file or the database) only if they match the recorded sha256."""
-    if sha256_bytes(data) != expected_sha256:
-        raise ModelIntegrityError(f"{what} does not match its recorded sha256")
-    return pickle.loads(data)
 
 
 @contextmanager

@@ -46,7 +46,7 @@ def prediction():
     config = state("config")
     model_hex, model = state("models").get(state("engine"))
     features = feature_matrix(prediction_frame(config), config)
-    labels, probabilities = serving.predict(model, features, config.features)
+    labels, probabilities = serving.predict(model, features)
     # As jsonify writes it (keys sorted, compact), without its provider's overhead on the busiest route.
     body = json.dumps({"data": labels, "model": model_hex, "probabilities": probabilities}, separators=(",", ":"))
     return current_app.response_class(body + "\n", mimetype="application/json")

@@ -76,7 +76,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(storage.ModelIntegrityError)
     def model_mismatch(exc):
-        # Never unpickled. The message names a model hex, never a server path.
+        # Never loaded. The message names a model hex, never a server path.
         log.error("refusing to serve the production model: %s", exc)
         return _json_error(503, f"the production model is not served: {exc}")
 
