@@ -192,33 +192,37 @@ def test_a_deployment_by_hand_is_recorded_and_posted_with_its_reason(sqlite_proj
     engine.dispose()
 
 
-def test_without_a_webhook_nothing_is_sent_and_a_bad_url_is_recorded(sqlite_project):
+@pytest.fixture
+def ready(sqlite_project):
+    """An engine on the project's database with its schema."""
     engine = db.make_engine(sqlite_project.database_url)
     db.ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_without_a_webhook_nothing_is_sent_and_a_bad_url_is_recorded(sqlite_project, ready):
+    engine = ready
     assert alerts.send(sqlite_project, engine, None, "test", "text") == []
     bad = dataclasses.replace(sqlite_project, alert_webhook_url="file:///etc/passwd")
     assert [a["error"] for a in alerts.send(bad, engine, None, "test", "text")] == ["ALERT_WEBHOOK_URL is not an http(s) URL"]
     assert [(a.host, a.status_code) for a in attempts(engine)] == [("-", None)]
-    engine.dispose()
 
 
-def test_a_redirect_is_a_failed_attempt_and_is_never_followed(sqlite_project):
-    engine = db.make_engine(sqlite_project.database_url)
-    db.ensure_schema(engine)
+def test_a_redirect_is_a_failed_attempt_and_is_never_followed(sqlite_project, ready):
+    engine = ready
     requests = []
     with webhook("redirect", requests) as (url, received):
         sent = alerts.send(dataclasses.replace(sqlite_project, alert_webhook_url=url), engine, None, "test", "text")
     assert [(a["status_code"], a["error"]) for a in sent] == [(302, "HTTP 302 (a redirect, not followed)")] * 2
     assert [path for path, _ in requests] == [f"/services/{WEBHOOK_PATH}"] * 2  # never /elsewhere
     assert [(a.status_code, a.error is not None) for a in attempts(engine)] == [(302, True), (302, True)]
-    engine.dispose()
 
 
-def test_credentials_in_the_webhook_url_are_sent_as_basic_authentication(sqlite_project):
+def test_credentials_in_the_webhook_url_are_sent_as_basic_authentication(sqlite_project, ready):
     import base64
 
-    engine = db.make_engine(sqlite_project.database_url)
-    db.ensure_schema(engine)
+    engine = ready
     requests = []
     with webhook("ok", requests) as (url, received):
         with_credentials = url.replace("http://", "http://alerts:p%40ss@")
@@ -228,7 +232,6 @@ def test_credentials_in_the_webhook_url_are_sent_as_basic_authentication(sqlite_
     (path, headers), = requests
     assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")) == b"alerts:p@ss"
     assert [a.host for a in attempts(engine)] == [url.split("/")[2]]  # never the credentials
-    engine.dispose()
 
 
 def test_the_webhook_url_comes_from_the_environment_or_env(sqlite_project, monkeypatch):
