@@ -3,6 +3,7 @@
     python dbsetup.py                     # also what the Procfile's release phase runs before each deploy
     python dbsetup.py --import-datasets   # once, on the host that holds a file-based release's data sets
     python dbsetup.py --convert-models --trust-stored-pickles   # once: an earlier release's pickled models
+    python dbsetup.py --web-role drat_web  # PostgreSQL: the web process's role (WEB_ROLE_PASSWORD, if set)
 
 A database made by the first release (its tables, no revision) is adopted and upgraded too. Run
 on the tick's host, it then copies what earlier releases kept only on disk (model files, their
@@ -16,11 +17,11 @@ pickles are converted by --convert-models, which unpickles them and so runs any 
 import argparse
 import sys
 
-from riskmonitor.config import load_config, run_script
+from riskmonitor.config import env_setting, load_config, run_script
 from riskmonitor.data import exports
 from riskmonitor.model import convert
 from riskmonitor.store import db
-from riskmonitor.store.upgrade import copy_earlier_artifacts
+from riskmonitor.store.upgrade import copy_earlier_artifacts, grant_web_role
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(needs --trust-stored-pickles)")
     parser.add_argument("--trust-stored-pickles", action="store_true",
                         help="with --convert-models: unpickle the stored models, which runs any code they hold")
+    parser.add_argument("--web-role", metavar="NAME",
+                        help="PostgreSQL: create or update the login role NAME for the web process: SELECT on every "
+                             "table, INSERT on the uploads, nothing else (its password: WEB_ROLE_PASSWORD, if set)")
     args = parser.parse_args(argv)
     if args.convert_models != args.trust_stored_pickles:
         parser.error("--convert-models unpickles the stored models, which runs any code in them: give it with "
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     elif pickled:
         print(f"{len(pickled)} model(s) are pickles of an earlier release, which are never loaded: run python "
               "dbsetup.py --convert-models --trust-stored-pickles if this database is trusted, or retrain")
+    if args.web_role:
+        print(grant_web_role(engine, args.web_role, env_setting(config.project_dir, "WEB_ROLE_PASSWORD")))
     if args.import_datasets:
         with db.recorded_run(engine, "dbsetup.py") as run_hex:
             text = exports.import_files(config, engine, run_hex)

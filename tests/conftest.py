@@ -76,8 +76,14 @@ def make_project(root: Path, database_url: str):
 
 @pytest.fixture
 def project(tmp_path, database_url):
-    """A temporary project on each database."""
-    return make_project(tmp_path / "project", database_url)
+    """A temporary project on each database; on PostgreSQL with its schema, as the release phase (dbsetup.py)
+    sets it up before a web process starts, since the web process never runs DDL there."""
+    config = make_project(tmp_path / "project", database_url)
+    if database_url.startswith("postgresql"):
+        engine = db.make_engine(database_url)
+        db.ensure_schema(engine)
+        engine.dispose()
+    return config
 
 
 @pytest.fixture

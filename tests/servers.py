@@ -53,7 +53,8 @@ def live_server(config, log_path: Path, gunicorn_workers: int = 0, prefix: tuple
 
 
 def gunicorn(port: int, workers: int, app: str = "app:create_app()") -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", app]
+    """The Procfile's web command: the app loaded once, then the workers forked."""
+    return [sys.executable, "-m", "gunicorn", "--preload", "--workers", str(workers), "--bind", f"127.0.0.1:{port}", app]
 
 
 @contextmanager

@@ -29,8 +29,8 @@ def dyno(root, database_url: str) -> dict:
     return {**env, "DATABASE_URL": database_url.replace("postgresql+psycopg2://", "postgres://"), "MPLBACKEND": "Agg"}
 
 
-def run(root, database_url: str, script: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(root / script)], cwd=root, env=dyno(root, database_url),
+def run(root, database_url: str, script: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(root / script), *args], cwd=root, env=dyno(root, database_url),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return result
@@ -75,8 +75,10 @@ def test_three_bare_clones_share_one_database_and_nothing_else(tmp_path, postgre
     first, second = datagen.generate(3_000, seed=1), datagen.generate(2_000, seed=2, flip=0.6)
     with new_postgres_database("drat_heroku") as url:
         run(clones["A"], url, "dbsetup.py")  # the release phase, before the dynos start
+        run(clones["A"], url, "dbsetup.py", "--web-role", "drat_web_heroku")  # the web dyno only reads and uploads
         port = free_port()
-        web_env = {"DATABASE_URL": dyno(clones["C"], url)["DATABASE_URL"], "API_TOKEN": TOKEN}
+        web_url = sa.make_url(url).set(username="drat_web_heroku", password=None).render_as_string(hide_password=False)
+        web_env = {"DATABASE_URL": dyno(clones["C"], web_url)["DATABASE_URL"], "API_TOKEN": TOKEN}
         with running_server(gunicorn(port, 2), port, clones["C"], web_env, tmp_path / "web.log") as web:
             assert upload(web, "2026-10.csv", csv(first))[0] == 201
             a = run(clones["A"], url, "fullprocess.py").stdout.split()

@@ -236,6 +236,32 @@ def test_a_database_that_is_behind_is_refused_by_scripts_and_the_api(tmp_path, d
     app.extensions["drat"]["engine"].dispose()
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_web_process_never_sets_up_a_postgresql_database(tmp_path, database_url):
+    """On PostgreSQL schema changes belong to dbsetup.py and the tick: the API on an empty database answers 503
+    saying what to run, its dashboard shows that on its empty-state page, and it creates no table."""
+    from riskmonitor.config import load_config
+
+    app = create_app(load_config(current_code(tmp_path / "project"), database_url=database_url))
+    client = app.test_client()
+    expected = "the database has no tables yet: run python dbsetup.py"
+    for path in ("/health", "/scoring", "/runs"):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        assert expected in response.json["error"], path
+    page = client.get("/")
+    assert page.status_code == 503
+    assert page.mimetype == "text/html"
+    assert expected in page.get_data(as_text=True)
+    engine = db.make_engine(database_url)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []
+    script(tmp_path / "project", database_url, "dbsetup.py")  # the release phase
+    assert client.get("/runs").json == {"data": []}  # no restart needed
+    app.extensions["drat"]["engine"].dispose()
+    engine.dispose()
+
+
 def test_a_database_of_a_newer_release_is_refused_in_one_line(tmp_path, database_url):
     """A database that a newer release upgraded (a revision this code has no migration for): every script,
     dbsetup.py included, and the API refuse it in one line, and nothing is changed."""

@@ -3,8 +3,10 @@ another "host" (no data folders, no models/, static/ or reports/), given only DA
 everything a tick on the tick's host wrote to the same PostgreSQL database."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from conftest import add_csv, offline
 from servers import RECORD, get_json, redeploy, replica
 from test_dashboard_browser import browser, open_page  # noqa: F401 - the fixture is used below
@@ -19,6 +22,7 @@ from test_dashboard_browser import browser, open_page  # noqa: F401 - the fixtur
 from riskmonitor.config import PROJECT_DIR
 from riskmonitor.model import serving
 from riskmonitor.pipeline.tick import run_tick
+from riskmonitor.store import db
 
 CSV = "lastmonth_activity,lastyear_activity,number_of_employees\n12,150,20\n400,150,20\n"
 
@@ -52,13 +56,44 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers.get_content_type(), exc.read()
 
 
+WEB_ROLE = "drat_web_test"
+
+
+def web_role_url(tick_url: str, project_dir: Path) -> str:
+    """The web process's URL: the role dbsetup.py --web-role makes (SELECT, and INSERT on the uploads)."""
+    done = subprocess.run([sys.executable, str(PROJECT_DIR / "dbsetup.py"), "--web-role", WEB_ROLE], cwd=project_dir,
+                          env={**os.environ, "DATABASE_URL": tick_url}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"the PostgreSQL role {WEB_ROLE}: SELECT on every table, INSERT on uploads, upload_chunks" in done.stdout
+    return sa.make_url(tick_url).set(username=WEB_ROLE, password=None).render_as_string(hide_password=False)
+
+
 @pytest.fixture
-def replicas(tmp_path, postgres_url, database_url):
-    """Two replicas, each gunicorn with two workers in its own bare checkout, on the tick's database."""
+def replicas(tmp_path, postgres_url, database_url, project):
+    """Two replicas, each gunicorn with two workers in its own bare checkout, on the tick's database, with the
+    web role's rights only."""
     assert database_url == postgres_url  # the test is parametrized to PostgreSQL only
+    web_url = web_role_url(postgres_url, project.project_dir)
     with ExitStack() as stack:
-        yield [stack.enter_context(replica(bare_checkout(tmp_path / f"host_{i}"), postgres_url, tmp_path / f"replica_{i}.log"))
+        yield [stack.enter_context(replica(bare_checkout(tmp_path / f"host_{i}"), web_url, tmp_path / f"replica_{i}.log"))
                for i in (1, 2)]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_web_role_reads_and_adds_uploads_but_changes_nothing_else(project, engine):
+    web = sa.create_engine(web_role_url(project.database_url, project.project_dir))
+    with web.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.runs)).scalar() == 0  # it reads
+    for statement in ("DELETE FROM runs", "UPDATE models SET is_production = true", "INSERT INTO runs (hex) VALUES ('x')",
+                      "DROP TABLE runs", "CREATE TABLE planted (x int)", "ALTER TABLE artifacts ADD COLUMN y int",
+                      "UPDATE artifacts SET data = ''"):
+        with web.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
+            conn.execute(sa.text(statement))
+    with web.begin() as conn:  # what POST /batches does
+        upload = conn.execute(db.metadata.tables["uploads"].insert().values(
+            name="a.csv", sha256="0" * 64, bytes=1, received_at=db.now()).returning(sa.text("id"))).scalar_one()
+        conn.execute(db.metadata.tables["upload_chunks"].insert().values(upload_id=upload, seq=0, data=b"x"))
+    web.dispose()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

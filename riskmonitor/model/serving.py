@@ -6,6 +6,8 @@ import math
 import threading
 import time
 
+import sqlalchemy as sa
+
 from riskmonitor.model import fitted
 from riskmonitor.store import db, storage
 
@@ -57,6 +59,25 @@ class ModelCache:
                 log.info("loaded production model %s", key[0])
             self._checked = now
             return self._loaded[0], self._loaded[2]
+
+    def warm(self, engine) -> None:
+        """Load the production model now (if there is one), then let go of the database: a server that forks its
+        workers after this (gunicorn --preload) starts each one with the model and every import a prediction
+        needs, and no connection shared across processes."""
+        import pandas  # noqa: F401 - what a prediction's parsing imports, once, before the fork
+        import scipy.special  # noqa: F401
+
+        try:
+            self.get(engine)
+        except (NoModelDeployed, storage.ModelIntegrityError, engine.dialect.loaded_dbapi.Error, sa.exc.SQLAlchemyError) as exc:
+            log.info("no production model loaded before serving: %s", exc)  # each request says why
+        finally:
+            with self._lock:
+                if self._connection is not None:
+                    self._connection.close()
+                    self._connection = None
+                self._checked = -math.inf  # a forked worker checks production on its first request
+            engine.dispose()
 
     def _production_key(self, engine) -> tuple[str, str] | None:
         """(hex, sha256) of the production model, or None. A connection that fails (a database restart)

@@ -339,8 +339,9 @@ def schema_revision(conn: sa.Connection) -> str | None:
     return conn.execute(sa.select(alembic_version.c.version_num)).scalar()
 
 
-def ensure_schema(engine: sa.Engine) -> None:
-    """Set up an empty database on first use; refuse one whose revision is not the code's.
+def ensure_schema(engine: sa.Engine, create: bool = True) -> None:
+    """Set up an empty database on first use (unless `create` is False: the web process on PostgreSQL, which
+    never runs DDL); refuse one whose revision is not the code's.
 
     Every entry point calls this: the tick, the step scripts and the API.
     """
@@ -349,9 +350,12 @@ def ensure_schema(engine: sa.Engine) -> None:
         empty = current is None and not set(metadata.tables) & set(sa.inspect(conn).get_table_names())
     if current == SCHEMA_REVISION:
         return
-    if empty:
+    if empty and create:
         upgrade(engine.url.render_as_string(hide_password=False))
         return
+    if empty:
+        raise SchemaOutOfDate("the database has no tables yet: run python dbsetup.py (the web process never changes "
+                              "the schema of a PostgreSQL database)")
     refuse_newer(current)
     found = f"at revision {current}" if current else "from the first release (no revision)"
     raise SchemaOutOfDate(f"the database is {found}, the code needs revision {SCHEMA_REVISION}: "

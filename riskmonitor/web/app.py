@@ -5,7 +5,7 @@ import logging
 import os
 
 import sqlalchemy as sa
-from flask import Flask, current_app, jsonify, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from riskmonitor.config import Config, env_setting, load_config, setup_logging
@@ -31,6 +31,8 @@ def create_app(config: Config | str | os.PathLike | None = None) -> Flask:
     if app.extensions["drat"]["api_token"] is None:
         log.warning("API_TOKEN is not set: the API is open to anyone who can reach it (uploads refused)")
     ensure_schema(app, at_startup=True)
+    if app.extensions["drat"]["schema_ready"]:  # workers forked from here (gunicorn --preload) start warm
+        app.extensions["drat"]["models"].warm(app.extensions["drat"]["engine"])
     _register_errors(app)
     app.before_request(auth.require_token)  # first: nothing about the database to a client without the token
     app.before_request(_prepare_database)
@@ -82,6 +84,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(db.SchemaOutOfDate)
     def schema_out_of_date(exc):
+        if request.endpoint == "dashboard.index":  # a person in a browser: the empty state says what to run
+            return render_template("unavailable.html", message=str(exc)), 503
         return _json_error(503, str(exc))
 
     @app.errorhandler(PermissionError)

@@ -201,6 +201,11 @@ def _request_body(features: tuple[str, ...]) -> dict:
         CSV: {"schema": {"type": "string", "minLength": 1}, "example": f"{header}\n12,150,20\n"}}}
 
 
+# What gunicorn answers itself, before the app sees the request (gunicorn.conf.py makes them JSON too).
+SERVER_ERRORS = {"414": _error("the request line (the URL) is longer than gunicorn's limit (4094 bytes)"),
+                 "431": _error("more header fields than gunicorn's limit (100), or one longer than 8190 bytes")}
+
+
 def document(features: tuple[str, ...], auth: bool) -> dict:
     """The OpenAPI document; with auth (API_TOKEN set) every operation but /health needs the token."""
     paths = {}
@@ -223,6 +228,7 @@ def document(features: tuple[str, ...], auth: bool) -> dict:
                 operation["security"] = [{"bearer": []}, {"basic": []}] if path in BROWSER_PATHS else [{"bearer": []}]
                 operation["responses"]["401"] = {**_error("the API token is missing or wrong"), "headers": {
                     "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}}
+            operation["responses"].update(SERVER_ERRORS)
             paths[path][method] = operation
     components = {"schemas": _schemas(features)}
     if auth:

@@ -20,13 +20,15 @@ def state(key: str):
 def ensure_schema(app: Flask, at_startup: bool = False) -> None:
     """Set up an empty database, or check the revision of an existing one, until it is found right.
 
-    A database that is behind raises db.SchemaOutOfDate (503 until `python dbsetup.py` upgrades it).
+    A database that is behind raises db.SchemaOutOfDate (503 until `python dbsetup.py` upgrades it). On
+    PostgreSQL the web process never runs DDL, so an empty database is refused the same way; only the embedded
+    SQLite file of a fresh clone is set up here, so that a newcomer can open the dashboard before any tick.
     """
     ext = app.extensions["drat"]
     if ext["schema_ready"]:
         return
     try:
-        db.ensure_schema(ext["engine"])
+        db.ensure_schema(ext["engine"], create=ext["engine"].dialect.name == "sqlite")
     except sa.exc.DBAPIError as exc:
         if not at_startup or not database_trouble(exc):
             raise  # answered 503 by the handler below
