@@ -5,8 +5,8 @@
 
 A project with a deployed model (SQLite) is served as the Procfile serves it, gunicorn with 2 workers: the
 release before (`--before`, b0ff6a2 by default: each worker imports the app and unpickles the model itself,
-after the fork) and this checkout (`--preload`: the master imports the app and loads the model's numbers once,
-then forks). Each has its own copy of the project and its first tick. In
+after the fork) and `--now` (HEAD by default, `--preload`: the master imports the app and loads the model's
+numbers once, then forks). Each is a `git archive` of its commit with its own first tick. In
 each run, `--clients` threads POST /prediction on keep-alive connections (a JSON record and a CSV body in turn)
 for `--seconds`; a tick on 300,000 new rows starts with the load, and at a third of the run one worker is
 killed with SIGKILL (gunicorn forks another). A request cut off by the kill is counted as failed and sent
@@ -31,7 +31,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
 import datagen  # noqa: E402 - after the project is on the path
-from bench import copy_project  # noqa: E402
 
 RECORD = {"lastmonth_activity": 12, "lastyear_activity": 150, "number_of_employees": 20}
 CSV = b"lastmonth_activity,lastyear_activity,number_of_employees\n12,150,20\n400,150,20\n"
@@ -44,17 +43,14 @@ def procfile_web(root: Path, port: int) -> list[str]:
     return [sys.executable, "-m", *(f"127.0.0.1:{port}" if w.startswith("0.0.0.0:") else w for w in words)]
 
 
-def prepare(where: Path, revision: str | None) -> Path:
-    """A project of this checkout (revision None) or of a commit, with its sample data and a deployed model."""
-    if revision is None:
-        root = copy_project(where, with_samples=True)
-    else:
-        root = where / "project"
-        root.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", revision], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
-        config = json.loads((root / "config.json").read_text())
-        (root / "config.json").write_text(json.dumps({**config, "outdated_timeout_seconds": 0}))
+def prepare(where: Path, revision: str) -> Path:
+    """A project of a commit (its tracked files, sample data included) with a deployed model."""
+    root = where / "project"
+    root.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(PROJECT_DIR), "archive", revision], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    config = json.loads((root / "config.json").read_text())
+    (root / "config.json").write_text(json.dumps({**config, "outdated_timeout_seconds": 0}))
     setup = subprocess.run([sys.executable, "fullprocess.py"], cwd=root, capture_output=True, text=True, env=ENV)
     if "deployed" not in setup.stdout:
         raise RuntimeError(f"the first tick did not deploy: {setup.stdout}{setup.stderr}")
@@ -155,9 +151,10 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--before", default="b0ff6a2", help="the release to compare with (a commit)")
+    parser.add_argument("--now", default="HEAD", help="the release measured (a commit: commit your changes first)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        roots = {False: prepare(Path(tmp) / "before", args.before), True: prepare(Path(tmp) / "now", None)}
+        roots = {False: prepare(Path(tmp) / "before", args.before), True: prepare(Path(tmp) / "now", args.now)}
         results = {False: [], True: []}
         for run in range(args.runs):  # interleaved: the machine's state is the same for both
             for preload, root in roots.items():
