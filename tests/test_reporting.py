@@ -77,6 +77,8 @@ def test_the_drift_section_reads_the_record_whatever_the_summary_says(sqlite_pro
     assert f"{record.challenger_hex}: F1 {record.challenger_f1:.4f} vs {first.hex}" in text
     assert "fullprocess.py" in text
     assert "model drift" in text  # why it retrained
+    assert f"drift episode #{record.episode}, {record.episode_outcome}; verdict {record.verdict}" in text
+    assert f"lower confidence bound {record.difference_low:+.4f}" in text  # the gate's bound is one-sided
 
 
 def test_a_tick_without_new_data_draws_nothing(sqlite_project, no_pip):

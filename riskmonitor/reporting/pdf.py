@@ -7,6 +7,7 @@ from xml.sax.saxutils import escape
 
 from riskmonitor.config import Config
 from riskmonitor.data.validation import excerpt
+from riskmonitor.drift import decisions
 
 F1_ROWS = 20  # the PDF's F1 table: the most recent records (the plot shows them all)
 FILE_ROWS = 20  # the PDF's files table: the rest are counted and found on the dashboard and /runs
@@ -214,6 +215,10 @@ def _decision(story: _Story, d) -> None:
                  ["sampling error", _spread(d.drift_std_error, d.drift_interval_low, d.drift_interval_high)]]
     if d.data_drifted is not None:
         rows.append(["data drift", ", ".join(d.drifted_features) if d.data_drifted else "none"])
+    if d.episode is not None:
+        where = decisions.episode_text(d)  # what the tick did to it, as the summary says it
+        rows.append(["drift episode", f"#{d.episode}, {d.episode_outcome}; verdict {d.verdict}"
+                                      + (f": {where}" if where else "")])
     if d.challenger_hex is not None:
         rows += [["retrained because", d.retrain_reason or "-"],
                  ["challenger vs champion", f"{d.challenger_hex}: F1 {_fmt(d.challenger_f1)} vs "
@@ -228,7 +233,10 @@ def _decision(story: _Story, d) -> None:
 def _spread(std_error, low, high) -> str:
     """Standard error and interval, or that the rule applied does not compute them."""
     parts = [f"standard error {std_error:.4f}"] if std_error is not None else []
-    parts += [f"interval {_fmt(low)} to {_fmt(high)}"] if low is not None or high is not None else []
+    if low is not None and high is None:  # the gate's one-sided bound
+        parts.append(f"lower confidence bound {_fmt(low, '+.4f')}")
+    elif low is not None or high is not None:
+        parts.append(f"interval {_fmt(low)} to {_fmt(high)}")
     return ", ".join(parts) or "not computed by this rule"
 
 
