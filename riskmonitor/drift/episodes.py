@@ -93,7 +93,7 @@ def _since_deployed(model_hex: str, column: str):
 
 
 def reference_counts(row) -> Confusion:
-    return Confusion(*(getattr(row, f"reference_{c}") for c in db.COUNTS))
+    return Confusion.of_row(row, "reference_")
 
 
 def held_out_needed(config: Config) -> int:

@@ -29,6 +29,11 @@ class Confusion:
     def __add__(self, other: "Confusion") -> "Confusion":
         return Confusion(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
 
+    @classmethod
+    def of_row(cls, row, prefix: str = "") -> "Confusion":
+        """The counts a database row holds in its columns tp, fp, fn and tn (named with `prefix`)."""
+        return cls(*(getattr(row, prefix + c) for c in db.COUNTS))
+
     @property
     def rows(self) -> int:
         return self.tp + self.fp + self.fn + self.tn

@@ -69,7 +69,7 @@ class ModelCache:
 
         try:
             self.get(engine)
-        except (NoModelDeployed, storage.ModelIntegrityError, engine.dialect.loaded_dbapi.Error, sa.exc.SQLAlchemyError) as exc:
+        except (NoModelDeployed, storage.ModelIntegrityError, sa.exc.SQLAlchemyError) as exc:
             log.info("no production model loaded before serving: %s", exc)  # each request says why
         finally:
             with self._lock:

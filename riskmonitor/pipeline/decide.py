@@ -98,15 +98,19 @@ def _check_drift(config: Config, engine, production, new_data, episode: episodes
     if acknowledged is not None:  # the references moved to the acknowledged episode's rows
         reference = episodes.reference_counts(acknowledged)
     else:  # a model recorded before counts were kept has only its F1
-        reference = Confusion(*(getattr(production, c) for c in db.COUNTS)) if production.tp is not None else None
+        reference = Confusion.of_row(production) if production.tp is not None else None
     # A sharper reference (pooled test): the batches older than the windows the test compares, outside any
     # drift episode, are evidence of the same regime; pooled into the reference, its error shrinks.
     sharpen = reference is not None and config.drift_test == "pooled"
     recent_from = len(earlier) - (model_drift.POOL_WINDOWS[-2] - 1)  # the last three, with this tick's batch
-    counts, absorbed = [], []
+    open_episode = episode.id if episode is not None else None
+    counts, absorbed, seen = [], [], batch  # seen: the open episode's batches and this one
     for number, row in enumerate(earlier):
+        row_counts = Confusion.of_row(row)
         old = sharpen and number < recent_from and row.episode is None
-        (absorbed if old else counts).append(Confusion(*(getattr(row, c) for c in db.COUNTS)))
+        (absorbed if old else counts).append(row_counts)
+        if open_episode is not None and row.episode == open_episode:
+            seen += row_counts
     reference = sum(absorbed, reference) if sharpen else reference
     pooled = f"; the reference pools {len(absorbed)} earlier batch(es) with its own rows" if absorbed else ""
     reference_f1 = reference.f1 if reference is not None else production.f1_score
@@ -114,8 +118,6 @@ def _check_drift(config: Config, engine, production, new_data, episode: episodes
     drift = ModelDrift(test=verdict.test, new_f1=verdict.f1, new_rows=verdict.rows, reference_f1=verdict.reference_f1,
                        reference_rows=reference.rows if reference else None, threshold=verdict.threshold,
                        drifted=verdict.drifted, rule=verdict.rule + pooled, std_error=verdict.std_error)
-    seen = sum((Confusion(*(getattr(row, c) for c in db.COUNTS)) for row in earlier
-                if episode is not None and episode.id is not None and row.episode == episode.id), batch)
     return drift, batch, seen
 
 

@@ -64,12 +64,14 @@ def read_data_file(path: Path, limit_mb: int) -> bytes:
     except OSError as exc:  # vanished, replaced by a link, or unreadable since it was checked
         log.warning("cannot open data file %s: %s", path, exc.strerror)
         abort(404, description="the data file cannot be read")
+    limit = limit_mb * 1024 * 1024
     with os.fdopen(fd, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size  # of the file opened: a file swapped in later is not read
-        if size > limit_mb * 1024 * 1024:
-            abort(413, description=f"the data file is too large to predict on by file_name ({size / 2**20:,.1f} MB, "
-                                   f"the limit is max_request_mb: {limit_mb} MB)")
-        return handle.read(limit_mb * 1024 * 1024 + 1)
+        data = b"" if size > limit else handle.read(limit + 1)  # a file that grew since is cut at the limit
+    if max(size, len(data)) > limit:
+        abort(413, description=f"the data file is too large to predict on by file_name "
+                               f"({max(size, len(data)) / 2**20:,.1f} MB, the limit is max_request_mb: {limit_mb} MB)")
+    return data
 
 
 def upload_name(name: str | None) -> str:
